@@ -1,0 +1,35 @@
+"""lazyimg: neuroimaging images as lazy, disk-aligned dask arrays.
+
+Open any image nibabel reads with :func:`load`; the result's ``.data`` is a
+dask array chunked along the slowest axis on disk, ``.slicecopy[...]`` reads
+exactly the bytes an index needs, and in-memory images are wrapped as views.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import (
+    CorruptImageError,
+    FileChangedError,
+    ImageNotFoundError,
+    LazyImgError,
+    NotAnImageError,
+)
+from .image import LazyImage, load
+
+try:
+    __version__ = version("lazyimg")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CorruptImageError",
+    "FileChangedError",
+    "ImageNotFoundError",
+    "LazyImage",
+    "LazyImgError",
+    "NotAnImageError",
+    "__version__",
+    "load",
+]

@@ -1,0 +1,107 @@
+"""Pure chunk planning: split an image along its slowest-changing axes on disk.
+
+A chunk is a contiguous slab of the file when it is split only along the
+slowest axis (the last for Fortran order, the first for C order). ``"auto"``
+makes each chunk as large as dask's ``array.chunk-size`` allows, balanced so
+the last chunk is not a sliver; only when a single slab is larger than that
+does the next slowest axis get split too, and so on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.utils import parse_bytes
+
+Chunks = tuple[tuple[int, ...], ...]
+
+
+def _even(n: int, per: int) -> tuple[int, ...]:
+    """Split `n` into the fewest pieces of at most `per`, as equal as possible."""
+    if n == 0:
+        return (0,)
+    pieces = -(-n // max(per, 1))
+    size, extra = divmod(n, pieces)
+    return (size + 1,) * extra + (size,) * (pieces - extra)
+
+
+def disk_chunks(shape: tuple[int, ...], itemsize: int, order: str, limit: int) -> Chunks:
+    """Chunks along the slowest axes on disk, each at most `limit` bytes where possible.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape, in array (not disk) order.
+    itemsize : int
+        Bytes per element in memory.
+    order : {"F", "C"}
+        Memory layout on disk: "F" means the last axis changes slowest.
+    limit : int
+        Largest chunk size in bytes.
+
+    Examples
+    --------
+    >>> disk_chunks((96, 96, 64, 600), 2, "F", 128 * 2**20)
+    ((96,), (96,), (64,), (100, 100, 100, 100, 100, 100))
+    >>> disk_chunks((2, 10, 20, 20), 8, "C", 1600)
+    ((1, 1), (10,), (20,), (20,))
+    """
+    slow_first = list(range(len(shape)))
+    if order == "F":
+        slow_first.reverse()
+    chunks: list[tuple[int, ...]] = [(n,) if n else (0,) for n in shape]
+    for i, axis in enumerate(slow_first):
+        inner = math.prod(shape[a] for a in slow_first[i + 1 :]) * itemsize
+        if inner <= limit or i == len(slow_first) - 1:
+            per = max(1, limit // max(inner, 1))
+            chunks[axis] = _even(shape[axis], per)
+            break
+        chunks[axis] = (1,) * shape[axis] if shape[axis] else (0,)
+    return tuple(chunks)
+
+
+def chunk_limit() -> int:
+    """dask's ``array.chunk-size`` setting, in bytes."""
+    return int(parse_bytes(dask.config.get("array.chunk-size")))
+
+
+def parse_chunks(
+    chunks: Any, shape: tuple[int, ...], dtype: np.dtype, order: str, name: str
+) -> Chunks:
+    """Validate the user's `chunks` and resolve it against the disk layout.
+
+    ``"auto"`` (also inside a dict or tuple) follows :func:`disk_chunks`;
+    anything else dask accepts is honoured as given.
+    """
+    auto = disk_chunks(shape, dtype.itemsize, order, chunk_limit())
+    if isinstance(chunks, str) and chunks == "auto":
+        return auto
+    if isinstance(chunks, Mapping):
+        bad = [k for k in chunks if not isinstance(k, int) or not -len(shape) <= k < len(shape)]
+        if bad:
+            raise ValueError(
+                f"chunks for {name}: dict keys must be axis numbers between {-len(shape)} and "
+                f"{len(shape) - 1}, got {bad!r}"
+            )
+        chunks = {k % len(shape): v for k, v in chunks.items()}
+        chunks = tuple(
+            auto[a] if chunks.get(a, "auto") == "auto" else chunks[a] for a in range(len(shape))
+        )
+    if isinstance(chunks, tuple):
+        chunks = tuple(auto[a] if c == "auto" else c for a, c in enumerate(chunks))
+    try:
+        return tuple(
+            tuple(int(c) for c in axis)
+            for axis in da.core.normalize_chunks(chunks, shape, dtype=dtype)
+        )
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"chunks for {name}: {chunks!r} does not fit shape {shape} ({err}). "
+            'Use "auto" (disk-aligned), an int, a tuple with one entry per axis, '
+            "or a dict {axis: size}; -1 means the whole axis."
+        ) from None

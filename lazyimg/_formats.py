@@ -1,0 +1,288 @@
+"""What a file is: format, on-disk order, byte layout and scaling, from nibabel's headers.
+
+:func:`open_nibabel` turns a path into a nibabel image with lazyimg's errors;
+:func:`describe` turns a proxied nibabel image into a :class:`Source`, the
+small picklable recipe every read task carries. A Source holds paths and
+file identities (size, mtime), never an open handle or a nibabel object:
+MINC and PAR/REC proxies do not pickle, and a ``.nii.gz`` proxy drags its
+whole gzip index along.
+
+Two kinds of Source:
+
+``"raw"``
+    The image is one array of fixed-size items at an offset in one file
+    (NIfTI-1/2, Analyze/SPM, MGH/MGZ, AFNI, CIFTI): lazyimg reads the bytes
+    itself and applies nibabel's scaling rules, bit for bit.
+``"nibabel"``
+    Anything else (MINC1/2, PAR/REC, other spatial images): each task reopens
+    the image with nibabel and slices its proxy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from nibabel.arrayproxy import ArrayProxy
+from nibabel.volumeutils import apply_read_scaling
+
+from .errors import CorruptImageError, ImageNotFoundError, NotAnImageError
+
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"BZh": "bz2",
+}
+
+
+@dataclass(frozen=True)
+class FileId:
+    """A file by path and identity: a task refuses to read it if either changed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileId:
+        st = os.stat(path)
+        return cls(os.fspath(path), st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True, eq=False)
+class Scaling:
+    """nibabel's read scaling, prepared once: ``raw * slope + inter`` or per-volume factors.
+
+    The factors are kept in the dtypes nibabel itself would compute in, so the
+    in-place arithmetic of the read path gives bit-identical values.
+    """
+
+    slope: np.ndarray | None = None
+    inter: np.ndarray | None = None
+    per_last: np.ndarray | None = None
+    """One factor per position of the last axis (AFNI sub-bricks)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """Everything a worker needs to read an image by itself."""
+
+    kind: str
+    files: tuple[FileId, ...]
+    shape: tuple[int, ...]
+    order: str
+    stored: np.dtype[Any]
+    scaled: np.dtype[Any]
+    offset: int = 0
+    compression: str | None = None
+    scaling: Scaling = field(default_factory=Scaling)
+    image_class: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.files[0].path
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        scaling = tuple(
+            None if a is None else (a.dtype.str, a.tobytes())
+            for a in (self.scaling.slope, self.scaling.inter, self.scaling.per_last)
+        )
+        return (
+            "lazyimg.Source",
+            self.kind,
+            self.files,
+            self.shape,
+            self.order,
+            self.stored.str,
+            self.scaled.str,
+            self.offset,
+            self.compression,
+            scaling,
+        )
+
+
+def compression_of(path: str | os.PathLike[str]) -> str | None:
+    """Compression of a file from its magic bytes (not its suffix)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def open_nibabel(path: str | os.PathLike[str]) -> Any:
+    """``nib.load`` with errors that name the file and say what to do."""
+    p = Path(path)
+    if not p.exists():
+        raise ImageNotFoundError(
+            f"{p}: no such file. Check the path (it is resolved against {Path.cwd()})."
+        )
+    if p.is_dir():
+        raise NotAnImageError(f"{p}: is a directory, not an image file.")
+    try:
+        return nib.load(p)
+    except nib.filebasedimages.ImageFileError as err:
+        tried = ", ".join(sorted({c.__name__ for c in nib.imageclasses.all_image_classes}))
+        raise NotAnImageError(
+            f"{p}: not an image nibabel can read (tried {tried}; nibabel said: {err}). "
+            "Check that the file is a neuroimaging image and that its name has the right suffix."
+        ) from None
+    except FileNotFoundError as err:
+        raise ImageNotFoundError(
+            f"{p}: a file this image needs is missing ({err.filename or err}). "
+            "Keep header and data files (.hdr/.img, .HEAD/.BRIK, .PAR/.REC) together."
+        ) from None
+    except MemoryError:
+        raise CorruptImageError(
+            f"{p}: the header asks for an impossible amount of memory."
+        ) from None
+    except Exception as err:
+        raise CorruptImageError(
+            f"{p}: nibabel could not read the header ({type(err).__name__}: {err}). "
+            "The file is damaged or not what its suffix says."
+        ) from None
+
+
+def image_files(img: Any) -> tuple[FileId, ...]:
+    """Identities of every file on disk that makes up `img`, image file first."""
+    names: list[str] = []
+    for key in ("image", "header"):
+        holder = img.file_map.get(key)
+        if holder is not None and isinstance(holder.filename, (str, os.PathLike)):
+            name = os.fspath(holder.filename)
+            if name not in names and os.path.exists(name):
+                names.append(name)
+    for holder in img.file_map.values():
+        name = holder.filename
+        if isinstance(name, (str, os.PathLike)) and os.fspath(name) not in names:
+            if os.path.exists(name):
+                names.append(os.fspath(name))
+    return tuple(FileId.of(n) for n in names)
+
+
+def disk_order(img: Any) -> str:
+    """``"F"`` if the last axis changes slowest on disk, ``"C"`` if the first does."""
+    order = getattr(img.dataobj, "order", None) or getattr(img.header, "data_layout", "F")
+    return "C" if order == "C" else "F"
+
+
+def describe(img: Any) -> Source:
+    """The Source recipe of a nibabel image whose data lives in files."""
+    proxy = img.dataobj
+    files = image_files(img)
+    name = files[0].path if files else "<image>"
+    shape = tuple(int(n) for n in proxy.shape)
+    if any(n < 0 for n in shape):
+        raise CorruptImageError(f"{name}: the header gives negative dimensions {shape}.")
+    if type(proxy).__name__ in ("ArrayProxy", "AFNIArrayProxy") and isinstance(proxy, ArrayProxy):
+        return _describe_raw(img, proxy, shape)
+    return _describe_nibabel(img, proxy, shape, files)
+
+
+def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source:
+    path = os.fspath(proxy.file_like)
+    data_file = FileId.of(path)
+    others = tuple(f for f in image_files(img) if f.path != path)
+    stored = np.dtype(proxy.dtype)
+    if stored.hasobject or stored.itemsize == 0:
+        raise CorruptImageError(f"{path}: the header gives an unusable data type {stored}.")
+    offset = int(proxy.offset)
+    if offset < 0:
+        raise CorruptImageError(f"{path}: the header gives a negative data offset ({offset}).")
+    compression = compression_of(path)
+    needed = offset + int(np.prod(shape, dtype=object)) * stored.itemsize
+    if compression is None and data_file.size < needed:
+        dims = "x".join(map(str, shape))
+        raise CorruptImageError(
+            f"{path}: the file has {data_file.size} bytes but its header describes {needed} "
+            f"(offset {offset} + {dims} {stored.name}). The file is truncated or the header is "
+            "wrong; copy or export it again."
+        )
+    scaling, scaled = _raw_scaling(proxy, stored)
+    return Source(
+        kind="raw",
+        files=(data_file, *others),
+        shape=shape,
+        order=proxy.order,
+        stored=stored,
+        scaled=scaled,
+        offset=offset,
+        compression=compression,
+        scaling=scaling,
+        image_class=type(img).__name__,
+    )
+
+
+def _raw_scaling(proxy: ArrayProxy, stored: np.dtype[Any]) -> tuple[Scaling, np.dtype[Any]]:
+    """nibabel's ``ArrayProxy._get_scaled`` rules, worked out without reading data."""
+    per_last = getattr(proxy, "scaling", None)
+    if per_last is not None:  # AFNI: one factor per sub-brick
+        vec = np.asarray(per_last)
+        final = np.result_type(np.empty(0, stored), vec)
+        return Scaling(per_last=vec.astype(final)), np.dtype(final)
+    slope = np.asanyarray(proxy.slope)
+    inter = np.asanyarray(proxy.inter)
+    if np.can_cast(inter, slope.dtype):
+        inter = inter.astype(slope.dtype)
+    probe = np.zeros(1, stored)
+    scaled = apply_read_scaling(probe, slope, inter).dtype
+    if (slope, inter) == (1, 0):
+        return Scaling(), stored
+    slope1d, inter1d = np.atleast_1d(slope), np.atleast_1d(inter)
+    if stored.kind in "iu":
+        from nibabel.volumeutils import int_scinter_ftype
+
+        default = slope1d.dtype.type if slope1d.dtype.kind == "f" else np.float64
+        ftype = int_scinter_ftype(stored, slope1d, inter1d, default)
+        slope1d, inter1d = slope1d.astype(ftype), inter1d.astype(ftype)
+    return (
+        Scaling(
+            slope=slope1d if slope1d != 1.0 else None,
+            inter=inter1d if inter1d != 0.0 else None,
+        ),
+        np.dtype(scaled),
+    )
+
+
+def _describe_nibabel(
+    img: Any, proxy: Any, shape: tuple[int, ...], files: tuple[FileId, ...]
+) -> Source:
+    stored, scaled = _generic_dtypes(img, proxy, shape)
+    return Source(
+        kind="nibabel",
+        files=files,
+        shape=shape,
+        order=disk_order(img),
+        stored=stored,
+        scaled=scaled,
+        image_class=type(img).__name__,
+    )
+
+
+def _generic_dtypes(
+    img: Any, proxy: Any, shape: tuple[int, ...]
+) -> tuple[np.dtype[Any], np.dtype[Any]]:
+    stored = np.dtype(img.get_data_dtype())
+    kind = type(proxy).__name__
+    if kind == "MincImageArrayProxy":
+        # nibabel returns floats as stored and maps integers through float64 scaling
+        return stored, stored if stored.kind == "f" else np.dtype(np.float64)
+    if kind == "PARRECArrayProxy":
+        scaling = getattr(proxy, "_slice_scaling", None)
+        if scaling is None:
+            return stored, stored
+        return stored, np.result_type(np.empty(0, stored), *scaling)
+    # Unknown proxy: the only honest way to learn its dtype is one voxel.
+    if 0 in shape:
+        return stored, stored
+    return stored, np.asarray(proxy[(0,) * len(shape)]).dtype
+
+
+def supports_raw(source: Source, proxy: Any) -> bool:
+    """Whether stored (unscaled) values can be read for this source."""
+    return source.kind == "raw" or hasattr(proxy, "_get_unscaled")

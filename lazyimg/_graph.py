@@ -1,0 +1,146 @@
+"""dask graphs over a Source (by path) or over an array already in memory (as views).
+
+Each chunk of a file-backed array is one task ``read(source, selection)``. The
+array is a :class:`DiskArray`, a ``dask.array.Array`` whose basic indexing
+(``x[..., k]``, ``x[:, :, z, :]``, ``x[i, j, k, :]``) composes the index into
+the selections of new read tasks instead of stacking ``getitem`` on top of
+whole-chunk reads; so a computed slice reads only its bytes, without relying on
+dask's optimizer to fuse slices into reads. Anything else (fancy indexing,
+arithmetic, reductions) is plain dask.
+
+Graph names are deterministic: the same file (path, size, mtime), selection,
+chunks and dtype give the same name; a changed file gives a new one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from ._formats import Source
+from ._index import (
+    Item,
+    NewAxis,
+    Selection,
+    block_selections,
+    compose,
+    is_basic_index,
+    merge_block,
+    selection_shape,
+    view_chunks,
+)
+from ._read import read
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """The picklable callable of one chunk: a Source recipe plus how to cast."""
+
+    source: Source
+    dtype: np.dtype[Any] | None
+    raw: bool
+
+    def __call__(self, block: Block) -> np.ndarray:
+        return read(self.source, block.sel, self.dtype, self.raw)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One chunk's selection, wrapped so dask treats it as an opaque argument."""
+
+    sel: Selection
+
+
+def _sel_token(sel: Selection) -> tuple[Any, ...]:
+    return tuple(
+        ("r", it.start, it.stop, it.step)
+        if isinstance(it, range)
+        else ("n", it.length)
+        if isinstance(it, NewAxis)
+        else ("i", it)
+        for it in sel
+    )
+
+
+class DiskArray(da.Array):
+    """A dask array read from a file whose basic slices read only what they need."""
+
+    _lazyimg: tuple[ReadTask, Selection, tuple[tuple[int, ...], ...]]
+
+    def __getitem__(self, index: Any) -> Any:
+        state = getattr(self, "_lazyimg", None)
+        if state is None or not is_basic_index(index):
+            return super().__getitem__(index)
+        task, sel, source_chunks = state
+        return disk_array(task, compose(sel, index), source_chunks)
+
+    def __reduce__(self) -> Any:
+        # pickles as a plain dask array: the graph already says everything
+        return (da.Array, (self.dask, self.name, self.chunks, self.dtype, self._meta))
+
+
+def disk_array(
+    task: ReadTask, sel: Selection, source_chunks: tuple[tuple[int, ...], ...]
+) -> DiskArray:
+    """The dask array of selection `sel` of a file, chunked along `source_chunks`."""
+    dtype = task.dtype or (task.source.stored if task.raw else task.source.scaled)
+    chunks = view_chunks(sel, source_chunks)
+    name = "lazyimg-" + tokenize(
+        task.source, task.dtype and task.dtype.str, task.raw, _sel_token(sel), source_chunks
+    )
+    per_axis: list[list[Item]] = block_selections(sel, chunks)
+    dsk: dict[Any, Any] = {}
+    for idx in itertools.product(*(range(len(items)) for items in per_axis)):
+        items = tuple(per_axis[a][i] for a, i in enumerate(idx))
+        dsk[(name, *idx)] = (task, Block(merge_block(sel, items)))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    meta = np.empty((0,) * len(chunks), dtype)
+    arr = DiskArray(graph, name, chunks, meta=meta)
+    arr._lazyimg = (task, sel, source_chunks)
+    return arr
+
+
+def full_disk_array(
+    source: Source, chunks: tuple[tuple[int, ...], ...], dtype: np.dtype[Any] | None, raw: bool
+) -> DiskArray:
+    """The whole image as a DiskArray."""
+    sel = tuple(range(n) for n in source.shape)
+    return disk_array(ReadTask(source, dtype, raw), sel, chunks)
+
+
+def _take(arr: np.ndarray, index: tuple[slice, ...], dtype: np.dtype[Any] | None) -> np.ndarray:
+    part = arr[index]
+    return part if dtype is None or part.dtype == dtype else part.astype(dtype)
+
+
+def memory_array(
+    arr: np.ndarray, chunks: tuple[tuple[int, ...], ...], dtype: np.dtype[Any] | None
+) -> da.Array:
+    """A dask array whose tasks slice `arr` itself: nothing is copied to build it.
+
+    ``da.from_array`` would copy a numpy input; here the array is one literal in
+    the graph and each chunk is a slice of it. Names are random: an in-memory
+    array can change under us, so no content hash could stay valid.
+    """
+    name = "lazyimg-mem-" + uuid.uuid4().hex
+    src = (name + "-source",)
+    dsk: dict[Any, Any] = {src: arr}
+    edges = [np.concatenate(([0], np.cumsum(c))).tolist() for c in chunks]
+    for idx in itertools.product(*(range(len(c)) for c in chunks)):
+        index = tuple(slice(edges[a][i], edges[a][i + 1]) for a, i in enumerate(idx))
+        dsk[(name, *idx)] = (_take, src, index, dtype)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    meta = np.empty((0,) * arr.ndim, dtype or arr.dtype)
+    return da.Array(graph, name, chunks, meta=meta)
+
+
+def view_shape(sel: Selection) -> tuple[int, ...]:
+    """Shape of a selection (re-exported for image.py)."""
+    return selection_shape(sel)

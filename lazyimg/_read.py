@@ -1,0 +1,198 @@
+"""The read task: a Source and a selection in, a freshly allocated ndarray out.
+
+:func:`read` is what every chunk of a lazyimg dask graph calls, and what
+``img.slicecopy`` calls directly. The result always owns its memory: raw
+files are read with ``os.pread`` (or a decompressing stream) into a buffer
+lazyimg allocated, and scaling is applied in place with nibabel's dtypes, so
+values equal ``np.asarray(nib.load(f).dataobj)[index]`` bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _files
+from ._formats import Source
+from ._index import (
+    READ_OVERHEAD_BYTES,
+    NewAxis,
+    ReadPlan,
+    Selection,
+    group_positions,
+    plan_read,
+    selection_shape,
+    selection_slices,
+    source_items,
+)
+
+#: Per-read overhead charged to compressed files: about the distance between seek points.
+COMPRESSED_READ_OVERHEAD = 1024 * 1024
+
+
+def read(
+    source: Source, sel: Selection, dtype: np.dtype[Any] | None = None, raw: bool = False
+) -> np.ndarray:
+    """Read selection `sel` of `source` as a new array.
+
+    Parameters
+    ----------
+    source : Source
+        The image recipe.
+    sel : Selection
+        One item per axis of the wanted view (see :mod:`lazyimg._index`).
+    dtype : numpy dtype, optional
+        Cast the (scaled) values to this dtype; default: the scaled dtype.
+    raw : bool
+        Return stored values without scaling.
+    """
+    out_dtype = np.dtype(dtype) if dtype is not None else (source.stored if raw else source.scaled)
+    out_shape = selection_shape(sel)
+    if 0 in out_shape:
+        return np.empty(out_shape, out_dtype)
+    for fid in source.files:
+        _files.check_identity(fid)
+    final = np.empty(out_shape, out_dtype, order=source.order)
+    # `core` views `final` with one axis per source axis (integer items as length 1)
+    core = final[
+        tuple(
+            None if isinstance(it, int) else 0 if isinstance(it, NewAxis) else slice(None)
+            for it in sel
+        )
+    ]
+    items = source_items(sel)
+    flips = tuple(
+        slice(None, None, -1) if isinstance(it, range) and it.step < 0 else slice(None)
+        for it in items
+    )
+    flipped = any(f.step == -1 for f in flips)
+    dest = core[flips] if flipped else core
+    if source.kind == "raw":
+        _read_raw(source, items, dest, flipped, raw)
+    else:
+        _read_nibabel(source, items, dest, raw)
+    for fid in source.files:
+        _files.check_identity(fid)
+    return final
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def _read_raw(
+    source: Source, items: tuple[int | range, ...], dest: np.ndarray, flipped: bool, raw: bool
+) -> None:
+    shape = source.shape
+    if source.order == "C":  # plan in disk order: fastest axis first
+        shape, items, dest = shape[::-1], items[::-1], dest.T
+    overhead = COMPRESSED_READ_OVERHEAD if source.compression else READ_OVERHEAD_BYTES
+    plan = plan_read(shape, source.stored.itemsize, source.offset, items, read_overhead=overhead)
+    entry = _files.raw_file(source)
+    itemsize = source.stored.itemsize
+    pos_bytes = itemsize * int(np.prod(plan.box_shape[:-1], dtype=np.int64))
+    last = plan.box_shape[-1]
+    runs_per_pos = 1 if plan.through else len(plan.run_starts) // last
+    unscaled = raw or _no_scaling(source)
+    direct = (
+        plan.direct
+        and unscaled
+        and dest.dtype == source.stored
+        and not flipped
+        and dest.flags.f_contiguous
+    )
+    flat = dest.reshape(-1, order="F").view(np.uint8) if direct else None
+    buf = None if direct else np.empty(min(plan.group, last) * pos_bytes, np.uint8)
+    last_item = items[-1]
+    first_last = last_item if isinstance(last_item, int) else min(last_item[0], last_item[-1])
+    step_last = 1 if isinstance(last_item, int) else abs(last_item.step)
+    for p0 in range(0, last, plan.group):
+        p1 = min(last, p0 + plan.group)
+        nbytes = (p1 - p0) * pos_bytes
+        target = memoryview(
+            flat[p0 * pos_bytes : p1 * pos_bytes] if flat is not None else buf[:nbytes]
+        )  # type: ignore[index]
+        _fill(source, entry, plan, target, p0, p1, pos_bytes, runs_per_pos)
+        if flat is not None:
+            continue
+        box = buf[:nbytes].view(source.stored).reshape(plan.box_shape[:-1] + (p1 - p0,), order="F")  # type: ignore[index]
+        i0, i1, local = group_positions(plan.post[-1], p0, p1)
+        if i1 <= i0:
+            continue
+        block = box[plan.post[:-1] + (local,)]
+        positions = first_last + step_last * np.arange(i0, i1)
+        _emit(dest[..., i0:i1], block, source, raw, positions)
+
+
+def _fill(
+    source: Source,
+    entry: Any,
+    plan: ReadPlan,
+    target: memoryview,
+    p0: int,
+    p1: int,
+    pos_bytes: int,
+    runs_per_pos: int,
+) -> None:
+    path = source.path
+    if plan.through:
+        pieces = [(int(plan.run_starts[0]) + p0 * pos_bytes, 0, len(target))]
+    else:
+        starts = plan.run_starts[p0 * runs_per_pos : p1 * runs_per_pos].tolist()
+        n = plan.run_bytes
+        pieces = [(s, i * n, n) for i, s in enumerate(starts)]
+    if source.compression is None:
+        fd = entry.handle
+        for start, at, n in pieces:
+            _files.pread_into(fd, target[at : at + n], start, path)
+        return
+    with entry.lock:
+        for start, at, n in pieces:
+            _files.stream_into(entry.handle, target[at : at + n], start, path)
+
+
+def _no_scaling(source: Source) -> bool:
+    sc = source.scaling
+    return sc.slope is None and sc.inter is None and sc.per_last is None
+
+
+def _emit(
+    dest: np.ndarray, block: np.ndarray, source: Source, raw: bool, positions: np.ndarray
+) -> None:
+    """Write `block` into `dest`, scaled as nibabel scales (in place where the dtypes allow)."""
+    if raw or _no_scaling(source):
+        np.copyto(dest, block, casting="unsafe")
+        return
+    sc = source.scaling
+    target = dest if dest.dtype == source.scaled else np.empty(block.shape, source.scaled)
+    if sc.per_last is not None:
+        np.multiply(block, sc.per_last[positions], out=target)
+    else:
+        if sc.slope is not None:
+            np.multiply(block, sc.slope, out=target)
+        else:
+            np.copyto(target, block, casting="unsafe")
+        if sc.inter is not None:
+            np.add(target, sc.inter, out=target)
+    if target is not dest:
+        np.copyto(dest, target, casting="unsafe")
+
+
+# --------------------------------------------------------------------------- other formats
+
+
+_LOCKED_CLASSES = ("Minc1Image", "Minc2Image")
+
+
+def _read_nibabel(
+    source: Source, items: tuple[int | range, ...], dest: np.ndarray, raw: bool
+) -> None:
+    entry = _files.nibabel_image(source)
+    proxy = entry.handle.dataobj
+    index = selection_slices(items)
+    if source.image_class in _LOCKED_CLASSES:
+        with entry.lock:
+            data = proxy._get_unscaled(index) if raw else proxy[index]
+    else:
+        data = proxy._get_unscaled(index) if raw else proxy[index]
+    np.copyto(dest, np.asarray(data).reshape(dest.shape), casting="unsafe")

@@ -1,0 +1,38 @@
+"""The lazyimg exception hierarchy.
+
+Every error lazyimg raises on purpose derives from :class:`LazyImgError` *and*
+from the built-in exception a caller would already catch for that situation,
+so ``except FileNotFoundError`` or ``except ValueError`` keep working.
+Messages name the file, say what was expected and what was found, and end with
+what the user can do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptImageError",
+    "FileChangedError",
+    "ImageNotFoundError",
+    "LazyImgError",
+    "NotAnImageError",
+]
+
+
+class LazyImgError(Exception):
+    """Base class of every error raised by lazyimg."""
+
+
+class ImageNotFoundError(LazyImgError, FileNotFoundError):
+    """The path (or a file the image needs, such as a ``.REC`` or ``.BRIK``) does not exist."""
+
+
+class NotAnImageError(LazyImgError, ValueError):
+    """No nibabel image class recognises the file."""
+
+
+class CorruptImageError(LazyImgError, ValueError):
+    """The header is impossible or the file is shorter than the header says."""
+
+
+class FileChangedError(LazyImgError, OSError):
+    """A file changed (size or modification time) after it was opened with :func:`lazyimg.load`."""

@@ -1,0 +1,351 @@
+"""LazyImage: any nibabel image as a dask array aligned to its layout on disk.
+
+Views and copies, in one place:
+
+* ``img.dataobj[idx]`` is nibabel's own object. For an in-memory image it is
+  the numpy array itself, so basic indices give **views** of it; for a file
+  it is nibabel's proxy (or, after ``img.slicer``, a lazyimg proxy), which
+  reads a copy.
+* ``img.slicecopy[idx]`` always returns a **copy** that owns its memory,
+  reading only the bytes the index needs (or, by BIAP2's unproxy rule, one
+  sequential pass when that is cheaper; see :mod:`lazyimg._index`).
+* ``img.data`` is a dask array. Computing it gives **copies** (dask copies
+  results); building and slicing it reads nothing and copies nothing, also for
+  in-memory images.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import nibabel as nib
+import numpy as np
+from dask.utils import format_bytes
+
+from ._chunks import Chunks, parse_chunks
+from ._formats import Source, describe, disk_order, open_nibabel, supports_raw
+from ._graph import DiskArray, ReadTask, full_disk_array, memory_array
+from ._index import Selection, compose, full_selection, normalize_index, selection_shape
+from ._read import read
+
+__all__ = ["LazyImage", "load"]
+
+
+def _parse_dtype(dtype: Any, name: str) -> tuple[np.dtype[Any] | None, bool]:
+    """``(cast dtype or None, raw?)`` from the user's `dtype` argument."""
+    if dtype is None:
+        return None, False
+    if isinstance(dtype, str) and dtype == "raw":
+        return None, True
+    try:
+        parsed = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(
+            f"dtype for {name}: {dtype!r} is not a numpy dtype. Use None (nibabel's scaled "
+            "values), 'raw' (stored values, no scaling) or a numeric dtype such as 'float32'."
+        ) from None
+    if parsed.kind not in "biufc":
+        raise TypeError(
+            f"dtype for {name}: {parsed} is not numeric; use e.g. 'float32' or 'int16'."
+        )
+    return parsed, False
+
+
+class ViewProxy:
+    """nibabel's array-proxy protocol over a lazyimg selection (used after ``img.slicer``)."""
+
+    def __init__(self, task: ReadTask, sel: Selection) -> None:
+        self._task = task
+        self._sel = sel
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return selection_shape(self._sel)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        t = self._task
+        return t.dtype or (t.source.stored if t.raw else t.source.scaled)
+
+    @property
+    def is_proxy(self) -> bool:
+        return True
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return read(self._task.source, compose(self._sel, index), self._task.dtype, self._task.raw)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self[()]
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+class _SliceCopy:
+    def __init__(self, img: LazyImage) -> None:
+        self._img = img
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        img = self._img
+        if img._task is None:  # in memory: copy of the (possibly cast) slice
+            normalize_index(index, img.shape)  # numpy's errors, basic indices only
+            return np.array(img.dataobj[index], dtype=img.dtype, copy=True)
+        return read(img._task.source, compose(img._sel, index), img._task.dtype, img._task.raw)
+
+
+class _Slicer:
+    def __init__(self, img: LazyImage) -> None:
+        self._img = img
+
+    def __getitem__(self, index: Any) -> LazyImage:
+        return self._img._sliced(index)
+
+
+class LazyImage:
+    """A neuroimaging image as a lazy dask array, with nibabel's header and affine.
+
+    Create one with :func:`load`. Attributes mirror nibabel's images where the
+    names exist there (``shape``, ``affine``, ``header``, ``dataobj``).
+
+    Attributes
+    ----------
+    data : dask.array.Array
+        The voxel values, chunked along the slowest axes on disk.
+    dataobj : array-like
+        nibabel's proxy, or the in-memory array itself.
+    path : Path or None
+        The file the image was loaded from.
+    is_proxy : bool
+        True while the values live in a file.
+    disk_order : {"F", "C"}
+        "F" if the last axis changes slowest on disk, "C" if the first does.
+    """
+
+    def __init__(
+        self,
+        nib_img: Any,
+        data: da.Array,
+        *,
+        task: ReadTask | None = None,
+        sel: Selection | None = None,
+        order: str = "F",
+        path: Path | None = None,
+    ) -> None:
+        self._nib = nib_img
+        self.data = data
+        self._task = task
+        self._sel = sel if sel is not None else full_selection(tuple(data.shape))
+        self.disk_order = order
+        self.path = path
+        self.slicecopy = _SliceCopy(self)
+        self.slicer = _Slicer(self)
+
+    # -- nibabel-like attributes -------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.data.dtype
+
+    @property
+    def chunks(self) -> Chunks:
+        return self.data.chunks
+
+    @property
+    def affine(self) -> np.ndarray:
+        affine = self._nib.affine
+        return np.eye(4) if affine is None else np.array(affine)
+
+    @property
+    def header(self) -> Any:
+        return self._nib.header
+
+    @property
+    def dataobj(self) -> Any:
+        return self._nib.dataobj
+
+    @property
+    def is_proxy(self) -> bool:
+        return self._task is not None
+
+    @property
+    def source(self) -> Source | None:
+        """The picklable recipe the read tasks carry (None in memory)."""
+        return None if self._task is None else self._task.source
+
+    @property
+    def nibabel_image(self) -> Any:
+        """The nibabel image behind this one (header, affine, class)."""
+        return self._nib
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the values in memory."""
+        return int(self.data.nbytes)
+
+    # -- behaviour ---------------------------------------------------------------------
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._task is None and dtype is None and self.dtype == self.dataobj.dtype and not copy:
+            return np.asarray(self.dataobj)
+        arr = self.slicecopy[...]
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def unproxy(self) -> LazyImage:
+        """Read the whole image into memory; return it as an in-memory LazyImage."""
+        if self._task is None:
+            return self
+        arr = self.slicecopy[...]
+        nib_img = self._nib.__class__(arr, self._nib.affine, self._nib.header)
+        return _wrap_memory(nib_img, self.chunks, None, self.disk_order, self.path)
+
+    def _sliced(self, index: Any) -> LazyImage:
+        try:
+            helper = type(self._nib).ImageSlicer(self._nib)
+        except (AttributeError, ValueError):
+            raise IndexError(
+                f"{type(self._nib).__name__} images do not say which axes are spatial, so "
+                "img.slicer cannot update their affine; use img.slicecopy[...] or img.data[...]."
+            ) from None
+        try:
+            canonical = helper.check_slicing(index)
+        except ValueError as err:
+            raise IndexError(*err.args) from None
+        new_shape = selection_shape(compose(full_selection(self.shape), canonical))
+        if 0 in new_shape:
+            raise IndexError("Empty slice requested")
+        affine = helper.slice_affine(canonical)
+        data = self.data[canonical]
+        if self._task is None:
+            view = self.dataobj[canonical]
+            nib_img = self._nib.__class__(view, affine, self._nib.header)
+            return LazyImage(nib_img, data, order=self.disk_order, path=self.path)
+        sel = compose(self._sel, canonical)
+        proxy = ViewProxy(self._task, sel)
+        nib_img = self._nib.__class__(proxy, affine, self._nib.header)
+        return LazyImage(
+            nib_img, data, task=self._task, sel=sel, order=self.disk_order, path=self.path
+        )
+
+    def __repr__(self) -> str:
+        name = self.path.name if self.path else "<in memory>"
+        stored = (
+            np.dtype(self._nib.get_data_dtype())
+            if hasattr(self._nib, "get_data_dtype")
+            else self.dtype
+        )
+        nchunks = int(np.prod(self.data.numblocks))
+        chunk = "x".join(str(max(c) if c else 0) for c in self.chunks)
+        where = f"{format_bytes(_disk_size(self))} on disk" if self._task else "in memory"
+        return (
+            f"<LazyImage {name!r} {type(self._nib).__name__} shape={self.shape} dtype={self.dtype} "
+            f"(stored {stored}) disk_order={self.disk_order} chunks={nchunks} x {chunk} "
+            f"nbytes={format_bytes(self.nbytes)} {where}>"
+        )
+
+
+def _disk_size(img: LazyImage) -> int:
+    src = img.source
+    return sum(f.size for f in src.files) if src else 0
+
+
+def _wrap_memory(
+    nib_img: Any, chunks: Any, dtype: np.dtype[Any] | None, order: str, path: Path | None
+) -> LazyImage:
+    arr = np.asanyarray(nib_img.dataobj)
+    out_dtype = dtype or arr.dtype
+    resolved = parse_chunks(chunks, arr.shape, out_dtype, order, "in-memory image")
+    return LazyImage(nib_img, memory_array(arr, resolved, dtype), order=order, path=path)
+
+
+def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
+    """Open an image lazily: read its header, build a dask graph, read no voxels.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or nibabel image
+        A file ``nibabel.load`` opens (NIfTI, Analyze, MGH, MINC, PAR/REC, AFNI,
+        ...), or a nibabel image, proxied or in memory. In-memory images are
+        wrapped without copying their array.
+    chunks : "auto", int, tuple or dict, optional
+        ``"auto"`` (default) splits only along the slowest axis on disk, each
+        chunk up to dask's ``array.chunk-size``. Anything dask accepts is
+        honoured.
+    dtype : None, "raw" or numpy dtype, optional
+        None gives exactly ``np.asarray(nib.load(source).dataobj)``'s dtype and
+        values (scaling applied); "raw" gives stored values without scaling; a
+        numpy dtype casts the scaled values (e.g. float32 to halve memory).
+
+    Returns
+    -------
+    LazyImage
+
+    Raises
+    ------
+    FileNotFoundError
+        The file (or a companion file) does not exist.
+    ValueError
+        Not an image, a damaged header, a truncated file, or bad `chunks`.
+    TypeError
+        A `source` or `dtype` of the wrong kind.
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib, lazyimg
+    >>> img = lazyimg.load(nib.Nifti1Image(np.zeros((4, 5, 6, 7), "int16"), np.eye(4)))
+    >>> img.shape, img.disk_order
+    ((4, 5, 6, 7), 'F')
+    >>> img.slicecopy[..., 2].shape
+    (4, 5, 6)
+    """
+    if isinstance(source, LazyImage):
+        source = source.nibabel_image
+    if isinstance(source, (str, os.PathLike)):
+        nib_img = open_nibabel(source)
+    elif isinstance(source, nib.spatialimages.DataobjImage) or hasattr(source, "dataobj"):
+        nib_img = source
+    else:
+        raise TypeError(
+            f"lazyimg.load takes a path or a nibabel image, got {type(source).__name__}."
+        )
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image"
+    cast, raw = _parse_dtype(dtype, name)
+    proxy = nib_img.dataobj
+    file_like = getattr(proxy, "file_like", None)
+    order = disk_order(nib_img)
+    in_file = nib.is_proxy(proxy) and (
+        file_like is None or isinstance(file_like, (str, os.PathLike))
+    )
+    if not in_file:
+        if raw:
+            raise ValueError(f"dtype='raw' for {name}: an in-memory image has no stored values.")
+        # a proxy over bytes in memory (e.g. from_bytes) is read once; then it is an array
+        if nib.is_proxy(proxy):
+            nib_img = nib_img.__class__(np.asarray(proxy), nib_img.affine, nib_img.header)
+        return _wrap_memory(nib_img, chunks, cast, order, None)
+    src = describe(nib_img)
+    if raw and not supports_raw(src, proxy):
+        raise ValueError(
+            f"dtype='raw' for {src.path}: nibabel gives only scaled values for "
+            f"{src.image_class}; use dtype=None."
+        )
+    out_dtype = cast or (src.stored if raw else src.scaled)
+    resolved = parse_chunks(chunks, src.shape, out_dtype, src.order, src.path)
+    data: DiskArray = full_disk_array(src, resolved, cast, raw)
+    return LazyImage(
+        nib_img,
+        data,
+        task=data._lazyimg[0],
+        order=src.order,
+        path=Path(src.path),
+    )
