@@ -201,6 +201,12 @@ class LazyImage:
         arr = self.slicecopy[...]
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
+    def to_xarray(self) -> Any:
+        """This image as a labelled, lazy ``xarray.DataArray`` (see :mod:`lazyimg.xarray`)."""
+        from .xarray import to_xarray
+
+        return to_xarray(self)
+
     def unproxy(self) -> LazyImage:
         """Read the whole image into memory; return it as an in-memory LazyImage."""
         if self._task is None:
