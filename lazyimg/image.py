@@ -26,7 +26,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 from ._chunks import Chunks, parse_chunks
-from ._formats import Source, describe, disk_order, open_nibabel, supports_raw
+from ._formats import Source, describe, disk_order, image_files, open_nibabel, supports_raw
 from ._graph import DiskArray, ReadTask, full_disk_array, memory_array
 from ._index import Selection, compose, full_selection, normalize_index, selection_shape
 from ._read import read
@@ -201,6 +201,17 @@ class LazyImage:
         arr = self.slicecopy[...]
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
+    def _repr_html_(self) -> str:
+        from ._display import html_repr
+
+        return html_repr(self)
+
+    def plot_slices(self, point: tuple[int, int, int] | None = None, **kwargs: Any) -> Any:
+        """Orthogonal slices through voxel `point`, reading only them (see :func:`lazyimg._display.plot_slices`)."""
+        from ._display import plot_slices
+
+        return plot_slices(self, point, **kwargs)
+
     def to_xarray(self) -> Any:
         """This image as a labelled, lazy ``xarray.DataArray`` (see :mod:`lazyimg.xarray`)."""
         from .xarray import to_xarray
@@ -327,12 +338,9 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image"
     cast, raw = _parse_dtype(dtype, name)
     proxy = nib_img.dataobj
-    file_like = getattr(proxy, "file_like", None)
     order = disk_order(nib_img)
-    in_file = nib.is_proxy(proxy) and (
-        file_like is None or isinstance(file_like, (str, os.PathLike))
-    )
-    if not in_file:
+    # a proxy over files on disk stays lazy; one over bytes in memory is read once
+    if not (nib.is_proxy(proxy) and image_files(nib_img)):
         if raw:
             raise ValueError(f"dtype='raw' for {name}: an in-memory image has no stored values.")
         # a proxy over bytes in memory (e.g. from_bytes) is read once; then it is an array
@@ -353,5 +361,10 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
         data,
         task=data._lazyimg[0],
         order=src.order,
-        path=Path(src.path),
+        path=Path(source) if isinstance(source, (str, os.PathLike)) else _filename(nib_img),
     )
+
+
+def _filename(nib_img: Any) -> Path | None:
+    name = nib_img.get_filename() if hasattr(nib_img, "get_filename") else None
+    return Path(name) if name else None
