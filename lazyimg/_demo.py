@@ -117,8 +117,10 @@ def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> i
         t0 = time.perf_counter()
         img = lazyimg.load(src)
         say(f"   {img!r}")
-        say(f"   opened in {1e3 * (time.perf_counter() - t0):.1f} ms; on-disk order {img.disk_order} "
-            f"(last axis slowest), {len(img.chunks[-1])} chunks of up to {max(img.chunks[-1])} volumes")
+        say(
+            f"   opened in {1e3 * (time.perf_counter() - t0):.1f} ms; on-disk order {img.disk_order} "
+            f"(last axis slowest), {len(img.chunks[-1])} chunks of up to {max(img.chunks[-1])} volumes"
+        )
 
         k = shape[3] // 2
         before = _files.bytes_read
@@ -126,14 +128,18 @@ def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> i
         vol = img.slicecopy[..., k]
         dt = time.perf_counter() - t0
         got = _files.bytes_read - before
-        say(f"\n3. One volume, img.slicecopy[..., {k}]: {vol.shape} {vol.dtype} in {1e3 * dt:.1f} ms, "
-            f"{got / 1e6:.2f} MB read of a {size_b / 1e6:.0f} MB file ({100 * got / size_b:.2f}%)")
+        say(
+            f"\n3. One volume, img.slicecopy[..., {k}]: {vol.shape} {vol.dtype} in {1e3 * dt:.1f} ms, "
+            f"{got / 1e6:.2f} MB read of a {size_b / 1e6:.0f} MB file ({100 * got / size_b:.2f}%)"
+        )
 
         say("\n4. Temporal SNR map (mean / std over time), streamed chunk by chunk:")
         out_lazy = workdir / "tsnr_lazyimg.nii.gz"
         lazy = _run_job(_LAZYIMG_JOB, str(src), str(out_lazy), "1")
-        say(f"   lazyimg: {lazy['seconds']:.2f} s, peak memory +{lazy['peak_kib'] / 1024:.0f} MiB "
-            f"-> {out_lazy.name}")
+        say(
+            f"   lazyimg: {lazy['seconds']:.2f} s, peak memory +{lazy['peak_kib'] / 1024:.0f} MiB "
+            f"-> {out_lazy.name}"
+        )
 
         say("\n5. The same job the usual way, nib.load(f).get_fdata():")
         out_nib = workdir / "tsnr_nibabel.nii.gz"
@@ -143,12 +149,15 @@ def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> i
         import nibabel as nib
         import numpy as np
 
-        a = np.asarray(nib.load(out_lazy).dataobj)
-        b = np.asarray(nib.load(out_nib).dataobj)
+        lazy_map: Any = nib.load(out_lazy)
+        nib_map: Any = nib.load(out_nib)
+        a, b = lazy_map.get_fdata(), nib_map.get_fdata()
         agree = bool(np.allclose(a, b, rtol=1e-4, atol=1e-3))
         mem = lazy["peak_kib"] / max(ref["peak_kib"], 1024)
-        say(f"\n   maps agree: {agree}; lazyimg needed {mem:.0%} of nibabel's extra memory "
-            f"and {lazy['seconds'] / max(ref['seconds'], 1e-3):.2f}x its time.")
+        say(
+            f"\n   maps agree: {agree}; lazyimg needed {mem:.0%} of nibabel's extra memory "
+            f"and {lazy['seconds'] / max(ref['seconds'], 1e-3):.2f}x its time."
+        )
         say(f"\nFiles kept in {workdir}" if keep else "\nTemporary files removed.")
         return 0 if agree else 1
     finally:

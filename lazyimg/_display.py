@@ -114,9 +114,9 @@ def plot_slices(
         fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
     else:
         fig = axes[0].figure
-    zooms = _zooms(img)[:3] + (1.0, 1.0, 1.0)
+    zooms = (*_zooms(img)[:3], 1.0, 1.0, 1.0)
     aspects = [zooms[2] / zooms[1], zooms[2] / zooms[0], zooms[1] / zooms[0]]
-    for ax, (data, title), aspect in zip(axes, slices, aspects):
+    for ax, (data, title), aspect in zip(axes, slices, aspects, strict=True):
         ax.imshow(np.asarray(data, dtype=float).T, origin="lower", cmap=cmap, aspect=aspect)
         ax.set_title(title)
         ax.set_axis_off()

@@ -27,21 +27,29 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo on a generated fMRI-like image")
-    demo.add_argument("--size", choices=("small", "medium", "large"), default="large",
-                      help="image size (large: ~470 MB, the default)")
+    demo.add_argument(
+        "--size",
+        choices=("small", "medium", "large"),
+        default="large",
+        help="image size (large: ~470 MB, the default)",
+    )
     demo.add_argument("--keep", metavar="DIR", help="write files into DIR and keep them")
 
     info = sub.add_parser("info", help="describe image files without reading their voxels")
     info.add_argument("files", nargs="+", metavar="FILE")
-    info.add_argument("--json", action="store_true", help="print JSON (a list, one object per file)")
+    info.add_argument(
+        "--json", action="store_true", help="print JSON (a list, one object per file)"
+    )
 
     red = sub.add_parser("reduce", help="stream a reduction over one axis into a new NIfTI file")
     red.add_argument("file", metavar="FILE")
     red.add_argument("--op", choices=_OPS, required=True)
-    red.add_argument("--axis", default="time",
-                     help="'time' (the 4th axis) or an axis number (default: time)")
-    red.add_argument("-o", "--output", required=True, metavar="OUT",
-                     help="output file (.nii or .nii.gz)")
+    red.add_argument(
+        "--axis", default="time", help="'time' (the 4th axis) or an axis number (default: time)"
+    )
+    red.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="output file (.nii or .nii.gz)"
+    )
     red.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -52,7 +60,11 @@ def describe_file(path: str) -> dict[str, Any]:
 
     img = lazyimg.load(path)
     nib_img = img.nibabel_image
-    zooms = [float(z) for z in nib_img.header.get_zooms()] if hasattr(nib_img.header, "get_zooms") else []
+    zooms = (
+        [float(z) for z in nib_img.header.get_zooms()]
+        if hasattr(nib_img.header, "get_zooms")
+        else []
+    )
     src = img.source
     tr = _repetition_time(nib_img)
     return {
@@ -102,9 +114,8 @@ def _print_info(info: dict[str, Any]) -> None:
         f"  size         {mb:.1f} MB on disk, {info['nbytes'] / 1e6:.1f} MB in memory",
         f"  voxel sizes  {tuple(round(z, 4) for z in info['voxel_sizes'])}",
         f"  TR           {info['tr_seconds']} s" if info["tr_seconds"] else "  TR           -",
-        "  affine       " + "\n               ".join(
-            " ".join(f"{v:9.3f}" for v in row) for row in info["affine"]
-        ),
+        "  affine       "
+        + "\n               ".join(" ".join(f"{v:9.3f}" for v in row) for row in info["affine"]),
     ]
     print("\n".join(lines))
 

@@ -94,7 +94,7 @@ def write_scaled(
     if hasattr(hdr, "set_sform"):
         hdr.set_sform(np.eye(4), code=1)
     dtype = hdr.get_data_dtype()
-    with nib.openers.ImageOpener(path, "wb") as f:
+    with nib.openers.ImageOpener(str(path), "wb") as f:
         hdr.write_to(f)
         offset = int(hdr.get_data_offset())
         f.write(b"\x00" * (offset - f.tell()))

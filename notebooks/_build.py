@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).parent
 
-SETUP = '''import os, tempfile
+SETUP = """import os, tempfile
 from pathlib import Path
 import numpy as np
 import lazyimg
@@ -21,7 +21,7 @@ from lazyimg.testing import write_fmri
 
 # LAZYIMG_SMALL=1 (set by the test suite) keeps the data tiny.
 SMALL = bool(os.environ.get("LAZYIMG_SMALL"))
-workdir = Path(tempfile.mkdtemp(prefix="lazyimg-nb-"))'''
+workdir = Path(tempfile.mkdtemp(prefix="lazyimg-nb-"))"""
 
 QUICKSTART = [
     new_markdown_cell(
@@ -29,45 +29,50 @@ QUICKSTART = [
         "Open a 4D image lazily, look at it, slice it, plot it, and use xarray on it. "
         "The data here is generated, so the notebook runs anywhere."
     ),
-    new_code_cell(SETUP + '''
+    new_code_cell(
+        SETUP
+        + """
 shape = (32, 32, 16, 40) if SMALL else (64, 64, 32, 200)
 path = write_fmri(workdir / "bold.nii.gz", shape, tr=2.0)
-path'''),
+path"""
+    ),
     new_markdown_cell(
         "`lazyimg.load` reads the header only. The rich display shows the on-disk order and "
         "the chunk grid: NIfTI stores the last axis slowest, so chunks split only along time."
     ),
-    new_code_cell('''img = lazyimg.load(path)
-img'''),
-    new_code_cell('''print(img.shape, img.dtype, img.disk_order, img.chunks[-1])
-img.affine'''),
+    new_code_cell("""img = lazyimg.load(path)
+img"""),
+    new_code_cell("""print(img.shape, img.dtype, img.disk_order, img.chunks[-1])
+img.affine"""),
     new_markdown_cell(
         "`img.slicecopy[...]` reads exactly the bytes an index needs and returns a new array. "
         "`img.data` is a dask array: slicing it builds a graph and reads nothing until computed."
     ),
-    new_code_cell('''from lazyimg import _files
+    new_code_cell("""from lazyimg import _files
 
 before = _files.bytes_read
 vol = img.slicecopy[..., 10]
 print("one volume:", vol.shape, vol.dtype, f"{_files.bytes_read - before} bytes read (uncompressed)")
 series = img.data[10, 12, 8, :]
-series'''),
-    new_code_cell('''series.compute()[:10]'''),
+series"""),
+    new_code_cell("""series.compute()[:10]"""),
     new_markdown_cell("`img.slicer` slices like nibabel's and updates the affine; it stays lazy."),
-    new_code_cell('''crop = img.slicer[8:24, 8:24, :, ::2]
-crop.shape, crop.affine[:3, 3]'''),
+    new_code_cell("""crop = img.slicer[8:24, 8:24, :, ::2]
+crop.shape, crop.affine[:3, 3]"""),
     new_markdown_cell("Three orthogonal slices through a voxel, reading only those slices:"),
-    new_code_cell('''import matplotlib
+    new_code_cell("""import matplotlib
 matplotlib.use("Agg")
-fig = img.plot_slices(volume=5)'''),
-    new_markdown_cell("## xarray\n\nNamed dimensions, time in seconds, metadata in attrs, still lazy."),
-    new_code_cell('''da = img.to_xarray()
-da'''),
-    new_code_cell('''mean_map = da.mean("time")
+fig = img.plot_slices(volume=5)"""),
+    new_markdown_cell(
+        "## xarray\n\nNamed dimensions, time in seconds, metadata in attrs, still lazy."
+    ),
+    new_code_cell("""da = img.to_xarray()
+da"""),
+    new_code_cell("""mean_map = da.mean("time")
 roi = da.isel(i=slice(10, 14), j=slice(10, 14), k=8).mean(["i", "j"])
-roi.compute().values[:5], float(mean_map.max())'''),
-    new_code_cell('''import shutil
-shutil.rmtree(workdir)'''),
+roi.compute().values[:5], float(mean_map.max())"""),
+    new_code_cell("""import shutil
+shutil.rmtree(workdir)"""),
 ]
 
 BIGGER = [
@@ -76,7 +81,9 @@ BIGGER = [
         "Temporal statistics and ROI time series on a 4D run, streamed chunk by chunk. "
         "We watch this process's memory: it stays near a few chunks, not the image size."
     ),
-    new_code_cell(SETUP + '''
+    new_code_cell(
+        SETUP
+        + """
 import psutil, dask
 proc = psutil.Process()
 def rss_mb():
@@ -84,11 +91,14 @@ def rss_mb():
 
 shape = (32, 32, 16, 60) if SMALL else (96, 96, 64, 400)
 path = write_fmri(workdir / "bold.nii", shape)
-print(f"{path.stat().st_size / 1e6:.0f} MB on disk; process RSS {rss_mb():.0f} MB")'''),
-    new_code_cell('''img = lazyimg.load(path, dtype="float32")
-img'''),
-    new_markdown_cell("Temporal mean, standard deviation and tSNR in one pass over the file, with a progress bar:"),
-    new_code_cell('''from dask.diagnostics import ProgressBar, ResourceProfiler
+print(f"{path.stat().st_size / 1e6:.0f} MB on disk; process RSS {rss_mb():.0f} MB")"""
+    ),
+    new_code_cell("""img = lazyimg.load(path, dtype="float32")
+img"""),
+    new_markdown_cell(
+        "Temporal mean, standard deviation and tSNR in one pass over the file, with a progress bar:"
+    ),
+    new_code_cell("""from dask.diagnostics import ProgressBar, ResourceProfiler
 
 x = img.data
 mean, std = x.mean(-1), x.std(-1)
@@ -96,21 +106,27 @@ tsnr = mean / dask.array.where(std > 0, std, np.inf)
 with ProgressBar(), ResourceProfiler(dt=0.05) as prof:
     mean_v, std_v, tsnr_v = dask.compute(mean, std, tsnr)
 peak = max((r.mem for r in prof.results), default=float("nan"))
-print(f"image {img.nbytes / 1e6:.0f} MB as float32; peak process memory during compute {peak:.0f} MB")'''),
-    new_markdown_cell("ROI time series: a small box of voxels, read without touching the rest of each volume."),
-    new_code_cell('''before = lazyimg._files.bytes_read
+print(f"image {img.nbytes / 1e6:.0f} MB as float32; peak process memory during compute {peak:.0f} MB")"""),
+    new_markdown_cell(
+        "ROI time series: a small box of voxels, read without touching the rest of each volume."
+    ),
+    new_code_cell("""before = lazyimg._files.bytes_read
 c = [n // 2 for n in shape[:3]]
 roi = img.data[c[0]-2:c[0]+2, c[1]-2:c[1]+2, c[2], :].mean(axis=(0, 1)).compute()
 print(f"ROI series of {roi.size} time points; {(lazyimg._files.bytes_read - before) / 1e6:.2f} MB read "
-      f"of {path.stat().st_size / 1e6:.0f} MB")'''),
-    new_code_cell('''import shutil
-shutil.rmtree(workdir)'''),
+      f"of {path.stat().st_size / 1e6:.0f} MB")"""),
+    new_code_cell("""import shutil
+shutil.rmtree(workdir)"""),
 ]
 
 
 def write(name: str, cells: list) -> None:
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, HERE / name)
 
 

@@ -36,8 +36,19 @@ def test_info_json_schema(bold: Path) -> None:
     assert len(infos) == 2
     info = infos[0]
     assert set(info) == {
-        "path", "format", "shape", "dtype", "stored_dtype", "disk_order", "compression",
-        "chunks", "size_on_disk", "nbytes", "affine", "voxel_sizes", "tr_seconds",
+        "path",
+        "format",
+        "shape",
+        "dtype",
+        "stored_dtype",
+        "disk_order",
+        "compression",
+        "chunks",
+        "size_on_disk",
+        "nbytes",
+        "affine",
+        "voxel_sizes",
+        "tr_seconds",
     }
     assert info["format"] == "Nifti1Image"
     assert info["shape"] == [12, 10, 6, 20]
@@ -108,8 +119,14 @@ def test_demo_small_end_to_end(tmp_path: Path) -> None:
     proc = run("demo", "--size", "small", "--keep", str(keep))
     assert proc.returncode == 0, proc.stderr + proc.stdout
     out = proc.stdout
-    for text in ("Opening it lazily", "One volume", "bytes" if "bytes" in out else "MB read",
-                 "Temporal SNR", "nibabel:", "maps agree: True"):
+    for text in (
+        "Opening it lazily",
+        "One volume",
+        "bytes" if "bytes" in out else "MB read",
+        "Temporal SNR",
+        "nibabel:",
+        "maps agree: True",
+    ):
         assert text in out
     assert (keep / "tsnr_lazyimg.nii.gz").exists()
 

@@ -14,8 +14,14 @@ import lazyimg
 from lazyimg import _files
 
 FILES = [
-    "anatomical.nii", "example4d.nii.gz", "example_nifti2.nii.gz", "test.mgz",
-    "minc1_4d.mnc", "minc2-4d-d.mnc", "phantom_varscale.PAR", "scaled+tlrc.HEAD",
+    "anatomical.nii",
+    "example4d.nii.gz",
+    "example_nifti2.nii.gz",
+    "test.mgz",
+    "minc1_4d.mnc",
+    "minc2-4d-d.mnc",
+    "phantom_varscale.PAR",
+    "scaled+tlrc.HEAD",
 ]
 
 
