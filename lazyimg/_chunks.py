@@ -48,8 +48,10 @@ def disk_chunks(shape: tuple[int, ...], itemsize: int, order: str, limit: int) -
     --------
     >>> disk_chunks((96, 96, 64, 600), 2, "F", 128 * 2**20)
     ((96,), (96,), (64,), (100, 100, 100, 100, 100, 100))
-    >>> disk_chunks((2, 10, 20, 20), 8, "C", 1600)
+    >>> disk_chunks((2, 10, 20, 20), 8, "C", 32000)
     ((1, 1), (10,), (20,), (20,))
+    >>> disk_chunks((2, 10, 20, 20), 8, "C", 1600)
+    ((1, 1), (1, 1, 1, 1, 1, 1, 1, 1, 1, 1), (10, 10), (20,))
     """
     slow_first = list(range(len(shape)))
     if order == "F":
@@ -99,7 +101,7 @@ def parse_chunks(
             tuple(int(c) for c in axis)
             for axis in da.core.normalize_chunks(chunks, shape, dtype=dtype)
         )
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, ZeroDivisionError) as err:  # dask divides by a chunk of 0
         raise ValueError(
             f"chunks for {name}: {chunks!r} does not fit shape {shape} ({err}). "
             'Use "auto" (disk-aligned), an int, a tuple with one entry per axis, '

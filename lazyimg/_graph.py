@@ -34,6 +34,7 @@ from ._index import (
     is_basic_index,
     merge_block,
     selection_shape,
+    tight_index,
     view_chunks,
 )
 from ._read import read
@@ -120,6 +121,24 @@ def _take(arr: np.ndarray, index: tuple[slice, ...], dtype: np.dtype[Any] | None
     return part if dtype is None or part.dtype == dtype else part.astype(dtype)
 
 
+class MemoryArray(da.Array):
+    """A dask array over an array in memory whose basic indices mean what numpy says.
+
+    Basic indices are rewritten with in-range bounds before dask sees them
+    (see :func:`~lazyimg._index.tight_index`); results stay MemoryArrays so
+    chained indexing is covered too.
+    """
+
+    def __getitem__(self, index: Any) -> Any:
+        if not is_basic_index(index):
+            return super().__getitem__(index)
+        out = super().__getitem__(tight_index(index, self.shape))
+        return MemoryArray(out.dask, out.name, out.chunks, meta=out._meta)
+
+    def __reduce__(self) -> Any:
+        return (da.Array, (self.dask, self.name, self.chunks, self.dtype, self._meta))
+
+
 def memory_array(
     arr: np.ndarray, chunks: tuple[tuple[int, ...], ...], dtype: np.dtype[Any] | None
 ) -> da.Array:
@@ -138,7 +157,7 @@ def memory_array(
         dsk[(name, *idx)] = (_take, src, index, dtype)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     meta = np.empty((0,) * arr.ndim, dtype or arr.dtype)
-    return da.Array(graph, name, chunks, meta=meta)
+    return MemoryArray(graph, name, chunks, meta=meta)
 
 
 def view_shape(sel: Selection) -> tuple[int, ...]:

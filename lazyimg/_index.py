@@ -143,6 +143,25 @@ def normalize_index(index: object, shape: tuple[int, ...]) -> tuple[int | range 
     return tuple(out)
 
 
+def tight_index(index: object, shape: tuple[int, ...]) -> tuple[int | slice | None, ...]:
+    """An equivalent basic index with no Ellipsis and every slice bound inside the axis.
+
+    For indexers (such as dask's) that mis-read slices numpy accepts: dask takes a
+    negative-step slice starting before the array for a full reversal (dask#10555,
+    ``x[-3::-1]`` of a length-2 axis gives two items, numpy none).
+    """
+    return tuple(
+        _tight_slice(it) if isinstance(it, range) else it for it in normalize_index(index, shape)
+    )
+
+
+def _tight_slice(r: range) -> slice:
+    if len(r) == 0:
+        return slice(0, 0, 1)
+    stop = r[-1] + (1 if r.step > 0 else -1)
+    return slice(r[0], stop if stop >= 0 else None, r.step)
+
+
 def full_selection(shape: tuple[int, ...]) -> Selection:
     """The selection of a whole array."""
     return tuple(range(n) for n in shape)
@@ -344,10 +363,16 @@ def plan_read(
         if (shape[k] - spans[k]) * strides[k] >= skip:
             break
         box_lo[k], box_n[k] = 0, shape[k]
+    # Reading an axis whole only pays when a slower axis joins the run with more than one
+    # position; otherwise (a voxel's time series) read just the span of the run's axes.
+    for k in range(u - 1, -1, -1):
+        box_lo[k], box_n[k] = firsts[k], spans[k]
+        if spans[k] > 1:
+            break
 
     split_counts = counts[u:]
     n_runs = math.prod(split_counts)
-    run_bytes = box_n[u - 1] * strides[u - 1] if u > 0 else itemsize
+    run_bytes = math.prod(box_n[:u]) * itemsize
     base = offset + sum(box_lo[k] * strides[k] for k in range(u))
     first_byte = base + sum(firsts[k] * strides[k] for k in range(u, ndim))
     last_byte = (

@@ -164,7 +164,7 @@ class LazyImage:
 
     @property
     def affine(self) -> np.ndarray:
-        affine = self._nib.affine
+        affine = getattr(self._nib, "affine", None)  # CIFTI-2 images have none
         return np.eye(4) if affine is None else np.array(affine)
 
     @property
