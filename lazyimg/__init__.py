@@ -17,6 +17,13 @@ from .errors import (
     NotAnImageError,
 )
 from .image import LazyImage, load
+from .write import save
+
+try:  # xarray is an optional extra: the engine, open_dataarray and the da.lazyimg accessor
+    from . import accessor as _accessor  # noqa: F401  (registers da.lazyimg)
+    from .xarray import open_dataarray
+except ImportError:  # pragma: no cover - exercised only without xarray installed
+    pass
 
 try:
     __version__ = version("lazyimg")
@@ -32,4 +39,6 @@ __all__ = [
     "NotAnImageError",
     "__version__",
     "load",
+    "open_dataarray",
+    "save",
 ]

@@ -22,12 +22,18 @@ Chunks = tuple[tuple[int, ...], ...]
 
 
 def _even(n: int, per: int) -> tuple[int, ...]:
-    """Split `n` into the fewest pieces of at most `per`, as equal as possible."""
+    """Split `n` into the fewest pieces of at most `per`: equal ones, the remainder last.
+
+    Equal pieces with a shorter last one is the regular grid Zarr requires; the
+    pieces are as small as that many pieces allow, so 600 volumes at up to 113
+    per chunk become six chunks of 100, not five of 113 and a sliver of 35.
+    """
     if n == 0:
         return (0,)
     pieces = -(-n // max(per, 1))
-    size, extra = divmod(n, pieces)
-    return (size + 1,) * extra + (size,) * (pieces - extra)
+    size = -(-n // pieces)
+    full, rest = divmod(n, size)
+    return (size,) * full + ((rest,) if rest else ())
 
 
 def disk_chunks(shape: tuple[int, ...], itemsize: int, order: str, limit: int) -> Chunks:
