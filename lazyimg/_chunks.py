@@ -73,6 +73,38 @@ def disk_chunks(shape: tuple[int, ...], itemsize: int, order: str, limit: int) -
     return tuple(chunks)
 
 
+def coalesce(chunks: Chunks, itemsize: int, limit: int) -> Chunks:
+    """Merge neighbouring chunks along each axis while a block stays within `limit` bytes.
+
+    A slice of an image (``[:, :, z, :]``) leaves small pieces of every source
+    chunk; merging them back up to the source's block size means fewer tasks
+    and fewer, larger reads, without ever making a block bigger than the
+    source's largest.
+
+    Examples
+    --------
+    >>> coalesce(((96,), (96,), (100,) * 6), 2, 96 * 96 * 64 * 100 * 2)
+    ((96,), (96,), (600,))
+    >>> coalesce(((4,), (1, 1, 1)), 8, 64)
+    ((4,), (2, 1))
+    """
+    out = list(chunks)
+    for axis, sizes in enumerate(chunks):
+        if len(sizes) <= 1:
+            continue
+        other = math.prod(max(c) if c else 0 for a, c in enumerate(out) if a != axis) * itemsize
+        merged: list[int] = []
+        run = 0
+        for n in sizes:
+            if run and (run + n) * other > limit:
+                merged.append(run)
+                run = 0
+            run += n
+        merged.append(run)
+        out[axis] = tuple(merged)
+    return tuple(out)
+
+
 def chunk_limit() -> int:
     """dask's ``array.chunk-size`` setting, in bytes."""
     return int(parse_bytes(dask.config.get("array.chunk-size")))

@@ -24,6 +24,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from ._chunks import coalesce
 from ._formats import Source
 from ._index import (
     Item,
@@ -86,13 +87,53 @@ class DiskArray(da.Array):
         # pickles as a plain dask array: the graph already says everything
         return (da.Array, (self.dask, self.name, self.chunks, self.dtype, self._meta))
 
+    def __dask_postcompute__(self) -> Any:
+        return _assemble_fresh, ()
+
+
+def _assemble_fresh(results: Any) -> np.ndarray:
+    """dask's final step for a DiskArray: no defensive copy, and keep the blocks' layout.
+
+    Every block comes fresh from :func:`~lazyimg._read.read` and is referenced
+    nowhere else, so one block is returned as it is, and several are placed in
+    an array of their own (Fortran) order rather than transposed into C order.
+    """
+    numblocks: list[int] = []
+    first = results
+    while isinstance(first, (list, tuple)):
+        numblocks.append(len(first))
+        first = first[0]
+    if all(n == 1 for n in numblocks):
+        return np.asarray(first)
+
+    def block(idx: tuple[int, ...]) -> np.ndarray:
+        x = results
+        for i in idx:
+            x = x[i]
+        return np.asarray(x)
+
+    edges = []
+    for axis, n in enumerate(numblocks):
+        sizes = [
+            block(tuple(i if a == axis else 0 for a in range(len(numblocks)))).shape[axis]
+            for i in range(n)
+        ]
+        edges.append(np.concatenate(([0], np.cumsum(sizes))).tolist())
+    order = "F" if first.flags.f_contiguous and not first.flags.c_contiguous else "C"
+    out = np.empty(tuple(e[-1] for e in edges), first.dtype, order=order)
+    for idx in np.ndindex(*numblocks):
+        out[tuple(slice(edges[a][i], edges[a][i + 1]) for a, i in enumerate(idx))] = block(idx)
+    return out
+
 
 def disk_array(
     task: ReadTask, sel: Selection, source_chunks: tuple[tuple[int, ...], ...]
 ) -> DiskArray:
     """The dask array of selection `sel` of a file, chunked along `source_chunks`."""
     dtype = task.dtype or (task.source.stored if task.raw else task.source.scaled)
-    chunks = view_chunks(sel, source_chunks)
+    itemsize = np.dtype(dtype).itemsize
+    limit = int(np.prod([max(c) if c else 0 for c in source_chunks], dtype=np.int64)) * itemsize
+    chunks = coalesce(view_chunks(sel, source_chunks), itemsize, max(limit, itemsize))
     name = "lazyimg-" + tokenize(
         task.source, task.dtype and task.dtype.str, task.raw, _sel_token(sel), source_chunks
     )

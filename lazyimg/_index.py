@@ -34,6 +34,7 @@ Nothing here touches a file. The vocabulary:
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import dataclass
@@ -326,6 +327,44 @@ def _ascending(item: int | range) -> tuple[int, int, int]:
     return first, abs(item.step) if len(item) > 1 else 1, len(item)
 
 
+def contiguous_run(
+    shape: tuple[int, ...], items: tuple[int | range, ...]
+) -> tuple[int, int] | None:
+    """``(first element, count)`` if `items` (disk order, fastest first) are one contiguous run.
+
+    True when every axis faster than some axis is whole, that axis is a step-1
+    range (or one position), and every slower axis is a single position: the
+    shape of a volume, a slab of volumes, or a row.
+    """
+    start, stride, count, k, n = 0, 1, 1, 0, len(shape)
+    while k < n and isinstance(items[k], range) and items[k] == range(shape[k]):
+        count *= shape[k]
+        stride *= shape[k]
+        k += 1
+    if k < n:
+        item = items[k]
+        if isinstance(item, int):
+            first, length = item, 1
+        elif item.step == 1 or len(item) == 1:
+            first, length = item[0], len(item)
+        else:
+            return None
+        start += first * stride
+        count *= length
+        stride *= shape[k]
+        k += 1
+    for j in range(k, n):
+        item = items[j]
+        if isinstance(item, range):
+            if len(item) != 1:
+                return None
+            item = item[0]
+        start += item * stride
+        stride *= shape[j]
+    return start, count
+
+
+@functools.lru_cache(maxsize=512)
 def plan_read(
     shape: tuple[int, ...],
     itemsize: int,

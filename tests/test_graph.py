@@ -228,18 +228,28 @@ def test_explicit_chunks_are_honoured(files: dict[str, Path], chunks: Any, expec
 
 
 def test_view_chunks_follow_the_file(files: dict[str, Path]) -> None:
+    """A view splits only where the source does, merging pieces up to the source's block size."""
     img = lazyimg.load(files["nii"], chunks={3: 1, 0: 2})
+    source_block = 2 * 5 * 4 * 1
+    # every piece of a one-volume chunk is smaller than a source block: they merge
     assert img.data[..., 1:].chunks == ((2, 2, 2), (5,), (4,), (1, 1))
-    assert img.data[::-1, 0].chunks == ((2, 2, 2), (4,), (1, 1, 1))
+    assert img.data[::-1, 0].chunks == ((6,), (4,), (1, 1, 1))
     assert img.data[1:5, None].chunks == ((1, 2, 1), (1,), (5,), (4,), (1, 1, 1))
+    view = img.data[:, 2, 1:, :]
+    assert view.chunks == ((6,), (3,), (2, 1))
+    for chunks in (view.chunks, img.data[::2, :, 0, 1:].chunks):
+        assert max(np.prod([max(c) for c in chunks]), 1) <= source_block
+    assert_same(view.compute(), nib_array(files["nii"])[:, 2, 1:, :])
 
 
 def test_one_task_per_chunk_and_no_getitem_stacking(files: dict[str, Path]) -> None:
     """A slice becomes new read tasks, not ``getitem`` on whole-chunk reads."""
     img = lazyimg.load(files["nii"], chunks={3: 1})
-    view = img.data[:, 2, 1:, ::2]
+    view = img.data[:, :, 1:, ::2]  # pieces as big as a source block stay apart
     graph = dict(view.__dask_graph__())
     assert len(graph) == view.npartitions == 2
+    small = img.data[:, 2, 1:, ::2]  # smaller pieces merge into one read task
+    assert len(dict(small.__dask_graph__())) == small.npartitions == 1
 
 
 # --------------------------------------------------------------------------- huge headers
