@@ -8,20 +8,26 @@ the file's identity is checked again, so a file that changed after
 stale or mixed data.
 
 Uncompressed files are read with ``os.pread`` on a shared descriptor, which
-needs no lock. Compressed streams and nibabel images that are not thread-safe
-(HDF5 behind MINC2, netCDF behind MINC1) are used under a per-entry lock.
+needs no lock. A gzip file is read through one :class:`~lazyimg._gzip.GzipReader`
+per process (seek-point index, parallel inflating; see :mod:`lazyimg._gzip`).
+Other compressed streams and nibabel images that are not thread-safe (HDF5
+behind MINC2, netCDF behind MINC1) are used under a per-entry lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ._formats import FileId, Source
-from .errors import FileChangedError, ImageNotFoundError
+from .errors import CorruptImageError, FileChangedError, ImageNotFoundError
 
 #: How many files one process keeps open.
 MAX_OPEN = 64
@@ -32,20 +38,40 @@ bytes_read = 0
 
 
 class _Entry:
-    __slots__ = ("close", "handle", "lock")
+    """One open file. It is closed when the last reference goes, not when it leaves the
+    cache: a thread may still be reading from an entry the cache has just evicted, and
+    closing its descriptor then could let a newly opened file take the same number."""
+
+    __slots__ = ("_close", "handle", "lock")
 
     def __init__(self, handle: Any, close: Callable[[], None]) -> None:
         self.handle = handle
-        self.close = close
+        self._close: Callable[[], None] | None = close
         self.lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the handle (once; later calls do nothing)."""
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit, or closed already
+            self.close()
 
 
 _cache: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+_inherited: list[Any] = []
+
+
 def _clear_after_fork() -> None:
+    # A forked child starts with an empty cache. The parent's entries are kept alive, not
+    # closed: their handles (decoder threads, locks) belong to the parent's state.
     global _cache, _cache_lock
+    _inherited.append(_cache)
     _cache = OrderedDict()
     _cache_lock = threading.Lock()
 
@@ -54,30 +80,53 @@ os.register_at_fork(after_in_child=_clear_after_fork)
 
 
 def check_identity(fid: FileId) -> None:
-    """Raise if the file is gone or is no longer the one that was opened."""
+    """Raise if the file is gone or is no longer the one that was opened.
+
+    Messages name the file and, inside a task on a dask worker, the worker: on
+    a cluster the usual cause is a worker that does not see the file at the
+    path the client opened, or sees another copy of it.
+    """
+    worker = _where()
     try:
         st = os.stat(fid.path)
     except FileNotFoundError:
+        if worker is None:
+            raise ImageNotFoundError(
+                f"{fid.path}: the file was removed or moved after it was opened with "
+                "lazyimg.load. Restore it, or load the new file again."
+            ) from None
         raise ImageNotFoundError(
-            f"{fid.path}: the file was removed after it was opened with lazyimg.load"
-            f"{_where()}. Restore it, or load the new file again."
+            f"{fid.path}: no such file on dask worker {worker}, "
+            "though it existed when lazyimg.load opened it. Every worker must see the file at "
+            "this same path (a shared file system mounted at the same place, or identical "
+            "copies); if it was moved or removed, restore it or load it again."
         ) from None
     if st.st_size != fid.size or st.st_mtime_ns != fid.mtime_ns:
+        where = f" as seen by dask worker {worker}" if worker else ""
+        copies = (
+            " If the workers read their own copies, copy the file with its modification time "
+            "(cp -p, rsync -t)."
+            if worker
+            else ""
+        )
         raise FileChangedError(
-            f"{fid.path}: the file changed after it was opened with lazyimg.load "
+            f"{fid.path}: the file changed after it was opened with lazyimg.load{where} "
             f"(size {fid.size} -> {st.st_size} bytes, mtime changed: "
-            f"{st.st_mtime_ns != fid.mtime_ns}){_where()}. Results would mix old and new data; "
-            "call lazyimg.load again to read the new file."
+            f"{st.st_mtime_ns != fid.mtime_ns}). Results would mix old and new data; "
+            f"call lazyimg.load again to read the new file.{copies}"
         )
 
 
-def _where() -> str:
+def _where() -> str | None:
+    """The address of the dask worker running the current task, or None."""
+    if "distributed" not in sys.modules:  # no worker in a process that never imported it
+        return None
     try:
         from distributed import get_worker
 
-        return f" (on dask worker {get_worker().address})"
+        return str(get_worker().address)
     except (ImportError, ValueError):
-        return ""
+        return None
 
 
 def entry(key: tuple[Any, ...], opener: Callable[[], tuple[Any, Callable[[], None]]]) -> _Entry:
@@ -96,19 +145,29 @@ def entry(key: tuple[Any, ...], opener: Callable[[], tuple[Any, Callable[[], Non
         new = _Entry(handle, close)
         _cache[key] = new
         while len(_cache) > MAX_OPEN:
-            _, old = _cache.popitem(last=False)
-            old.close()
+            _cache.popitem(last=False)  # closed by _Entry.__del__ once no task holds it
         return new
 
 
 def raw_file(source: Source) -> _Entry:
-    """Open the data file of a raw Source: a descriptor, or a decompressing stream."""
+    """Open the data file of a raw Source: a descriptor, or a decompressing reader.
+
+    A gzip file gets a :class:`~lazyimg._gzip.GzipReader`, which does its own
+    locking (reads through a saved or built index need none); other streams
+    (bzip2, zstd) are used under the entry's lock.
+    """
     fid = source.files[0]
 
     def opener() -> tuple[Any, Callable[[], None]]:
         if source.compression is None:
             fd = os.open(fid.path, os.O_RDONLY)
             return fd, lambda: os.close(fd)
+        if source.compression == "gzip":
+            from ._gzip import GzipReader
+
+            nbytes = int(np.prod(source.shape, dtype=np.int64)) * source.stored.itemsize
+            reader = GzipReader(fid, data_end=source.offset + nbytes)
+            return reader, reader.close
         stream = _open_compressed(fid.path, source.compression)
         return stream, stream.close
 
@@ -116,15 +175,7 @@ def raw_file(source: Source) -> _Entry:
 
 
 def _open_compressed(path: str, compression: str) -> Any:
-    if compression == "gzip":
-        try:
-            from indexed_gzip import IndexedGzipFile
-
-            return IndexedGzipFile(path, spacing=1024 * 1024, readbuf_size=4 * 1024 * 1024)
-        except ImportError:  # pragma: no cover - indexed_gzip is a dependency
-            import gzip
-
-            return gzip.open(path, "rb")
+    """A sequential decompressing stream (bzip2 or zstd); gzip goes through ``_gzip``."""
     if compression == "bz2":
         import bz2
 
@@ -134,11 +185,11 @@ def _open_compressed(path: str, compression: str) -> Any:
 
 def _zstd_open(path: str) -> Any:
     try:
-        from compression import zstd  # type: ignore[import-not-found]
+        from compression import zstd
 
         return zstd.open(path, "rb")
     except ImportError:
-        from backports import zstd as bzstd  # type: ignore[import-not-found]
+        from backports import zstd as bzstd
 
         return bzstd.open(path, "rb")
 
@@ -171,17 +222,35 @@ def pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:
 
 
 def stream_into(stream: Any, buf: memoryview, offset: int, path: str) -> None:
-    """Fill `buf` from a decompressing stream (caller holds the entry's lock)."""
+    """Fill `buf` from uncompressed `offset` of a decompressing stream.
+
+    A :class:`~lazyimg._gzip.GzipReader` locks for itself; for any other stream
+    the caller holds the entry's lock. A stream that ends early or fails to
+    decode raises :class:`~lazyimg.errors.CorruptImageError` naming the file
+    and the offset; `buf` is then not to be used.
+    """
     global bytes_read
-    stream.seek(offset)
+    if hasattr(stream, "read_runs"):
+        stream.read_into(buf, offset)
+        bytes_read += len(buf)
+        return
     done = 0
-    while done < len(buf):
-        n = stream.readinto(buf[done:])
-        if not n:
-            raise OSError(
-                f"{path}: the compressed stream ended at uncompressed byte {offset + done}, "
-                f"before the {len(buf)} bytes needed from offset {offset}. It is truncated or "
-                "corrupt; copy or export it again."
-            )
-        done += n
+    try:
+        stream.seek(offset)
+        while done < len(buf):
+            n = stream.readinto(buf[done:])
+            if not n:
+                break
+            done += n
+    except (OSError, EOFError, ValueError) as err:
+        raise CorruptImageError(
+            f"{path}: the compressed stream is corrupt or truncated near uncompressed byte "
+            f"{offset + done} ({type(err).__name__}: {err}). Copy or export the file again."
+        ) from None
+    if done < len(buf):
+        raise CorruptImageError(
+            f"{path}: the compressed stream ended at uncompressed byte {offset + done}, "
+            f"before the {len(buf)} bytes needed from offset {offset}. It is truncated; "
+            "copy or export it again."
+        )
     bytes_read += done

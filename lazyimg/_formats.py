@@ -49,8 +49,10 @@ class FileId:
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> FileId:
+        # absolute, so a worker (or a notebook that changes directory) finds the same file
+        path = os.path.abspath(path)
         st = os.stat(path)
-        return cls(os.fspath(path), st.st_size, st.st_mtime_ns)
+        return cls(path, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,7 +109,7 @@ class Source:
 
 def compression_of(path: str | os.PathLike[str]) -> str | None:
     """Compression of a file from its magic bytes (not its suffix)."""
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:  # 4 bytes, not a whole buffer of voxels
         head = f.read(4)
     for magic, name in _MAGIC.items():
         if head.startswith(magic):
@@ -127,6 +129,7 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
     try:
         return nib.load(p)
     except nib.filebasedimages.ImageFileError as err:
+        _raise_if_damaged_stream(p)
         tried = ", ".join(sorted({c.__name__ for c in nib.imageclasses.all_image_classes}))
         raise NotAnImageError(
             f"{p}: not an image nibabel can read (tried {tried}; nibabel said: {err}). "
@@ -148,6 +151,16 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
         ) from None
 
 
+def _raise_if_damaged_stream(path: Path) -> None:
+    """nibabel cannot tell a damaged gzip stream from an unknown format: say which it is."""
+    if path.is_file() and compression_of(path) == "gzip":
+        from ._gzip import diagnose
+
+        problem = diagnose(path)
+        if problem is not None:
+            raise CorruptImageError(problem) from None
+
+
 def image_files(img: Any) -> tuple[FileId, ...]:
     """Identities of every file on disk that makes up `img`, image file first."""
     names: list[str] = []
@@ -159,9 +172,12 @@ def image_files(img: Any) -> tuple[FileId, ...]:
                 names.append(name)
     for holder in img.file_map.values():
         name = holder.filename
-        if isinstance(name, (str, os.PathLike)) and os.fspath(name) not in names:
-            if os.path.exists(name):
-                names.append(os.fspath(name))
+        if (
+            isinstance(name, (str, os.PathLike))
+            and os.fspath(name) not in names
+            and os.path.exists(name)
+        ):
+            names.append(os.fspath(name))
     return tuple(FileId.of(n) for n in names)
 
 
@@ -186,7 +202,14 @@ def describe(img: Any) -> Source:
 
 def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source:
     path = os.fspath(proxy.file_like)
-    data_file = FileId.of(path)
+    try:
+        data_file = FileId.of(path)
+    except FileNotFoundError:
+        header = image_files(img)
+        raise ImageNotFoundError(
+            f"{path}: the data file of {header[0].path if header else 'this image'} is missing. "
+            "Keep header and data files (.hdr/.img, .HEAD/.BRIK) together."
+        ) from None
     others = tuple(f for f in image_files(img) if f.path != path)
     stored = np.dtype(proxy.dtype)
     if stored.hasobject or stored.itemsize == 0:
@@ -203,6 +226,10 @@ def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source
             f"(offset {offset} + {dims} {stored.name}). The file is truncated or the header is "
             "wrong; copy or export it again."
         )
+    if compression == "gzip":  # the ISIZE trailer must allow the bytes the header needs
+        from ._gzip import check_isize
+
+        check_isize(path, data_file.size, needed)
     scaling, scaled = _raw_scaling(proxy, stored)
     return Source(
         kind="raw",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -119,7 +119,9 @@ def _assemble_fresh(results: Any) -> np.ndarray:
             for i in range(n)
         ]
         edges.append(np.concatenate(([0], np.cumsum(sizes))).tolist())
-    order = "F" if first.flags.f_contiguous and not first.flags.c_contiguous else "C"
+    order: Literal["F", "C"] = (
+        "F" if first.flags.f_contiguous and not first.flags.c_contiguous else "C"
+    )
     out = np.empty(tuple(e[-1] for e in edges), first.dtype, order=order)
     for idx in np.ndindex(*numblocks):
         out[tuple(slice(edges[a][i], edges[a][i + 1]) for a, i in enumerate(idx))] = block(idx)

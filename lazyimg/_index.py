@@ -35,11 +35,11 @@ Nothing here touches a file. The vocabulary:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Union
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class NewAxis:
     length: int = 1
 
 
-Item = Union[int, range, NewAxis]
+Item = int | range | NewAxis
 Selection = tuple[Item, ...]
 
 
@@ -272,9 +272,9 @@ def block_selections(sel: Selection, chunks: tuple[tuple[int, ...], ...]) -> lis
             continue
         edges = np.concatenate(([0], np.cumsum(chunks[axis]))).tolist()
         if isinstance(item, NewAxis):
-            per_axis.append([NewAxis(b - a) for a, b in zip(edges[:-1], edges[1:])])
+            per_axis.append([NewAxis(b - a) for a, b in itertools.pairwise(edges)])
         else:
-            per_axis.append([item[a:b] for a, b in zip(edges[:-1], edges[1:])])
+            per_axis.append([item[a:b] for a, b in itertools.pairwise(edges)])
         axis += 1
     return per_axis
 
@@ -381,11 +381,13 @@ def plan_read(
     empty (the caller returns an empty array without reading).
     """
     ndim = len(shape)
-    firsts, steps, counts = zip(*(_ascending(it) for it in items)) if ndim else ((), (), ())
+    firsts, steps, counts = (
+        zip(*(_ascending(it) for it in items), strict=True) if ndim else ((), (), ())
+    )
     strides = [itemsize]
     for n in shape[:-1]:
         strides.append(strides[-1] * n)
-    spans = [(c - 1) * s + 1 for c, s in zip(counts, steps)]
+    spans = [(c - 1) * s + 1 for c, s in zip(counts, steps, strict=True)]
 
     def runs_beyond(k: int) -> int:
         return math.prod(counts[k + 1 :])

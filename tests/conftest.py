@@ -23,6 +23,25 @@ import lazyimg
 from lazyimg import _files
 from lazyimg.testing import make_image, write_fmri, write_scaled
 
+_CACHE_DIR: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep saved gzip indexes of the suite (and its subprocesses) out of the user's cache."""
+    global _CACHE_DIR
+    if "LAZYIMG_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        _CACHE_DIR = tempfile.mkdtemp(prefix="lazyimg-test-cache-")
+        os.environ["LAZYIMG_CACHE_DIR"] = _CACHE_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_DIR is not None:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+        os.environ.pop("LAZYIMG_CACHE_DIR", None)
+
+
 # Few, small examples by default so the suite stays quick; HYPOTHESIS_PROFILE=thorough digs deeper.
 settings.register_profile("lazyimg", max_examples=40, deadline=None)
 settings.register_profile("thorough", max_examples=1500, deadline=None)

@@ -280,11 +280,6 @@ def test_compression_detected_by_magic_bytes(tmp_path: Path) -> None:
         assert_same(img.data.compute(), nib_array(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lazyimg's gzip reader rejects trailing zero padding after the gzip member, "
-    "which Python's gzip (and so nibabel) skips; bug in the compressed-file code",
-)
 def test_gzip_with_trailing_zero_padding(tmp_path: Path) -> None:
     path = make_image(tmp_path / "pad.nii.gz", sample((4, 5, 6, 3), "int16"))
     with open(path, "ab") as f:
