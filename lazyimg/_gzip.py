@@ -14,8 +14,9 @@ tasks and threads of that process. A reader works in one of two modes:
     through it (the decoder would decode the gap to seek anyway). When a read
     reaches the end of the image data the reader decodes the rest, compares
     CRC-32 and length with the gzip trailer, and only then keeps the seek
-    points as a :class:`GzipIndex`, so an index always comes from an intact
-    stream. (rapidgzip's own CRC check is skipped after some seek patterns.)
+    points as a :class:`~lazyimg._gzindex.GzipIndex`, so an index always
+    comes from an intact stream. (rapidgzip's own CRC check is skipped after
+    some seek patterns.)
 *warm* (index complete)
     A read starts at the last seek point before it: compressed bytes come from
     ``os.pread`` and are inflated with the 32 KiB window stored with the point
@@ -28,17 +29,8 @@ tasks and threads of that process. A reader works in one of two modes:
     deep in a file inflates at most one gap between points before its first
     byte, and no byte is inflated twice (``inflated_bytes`` counts them).
 
-An index is built once per file identity (path, size, mtime) and kept in a
-per-process registry. It is saved in indexed_gzip's ``GZIDX`` layout (which
-indexed_gzip and rapidgzip import too) behind a header that records the file's
-size, mtime and a digest of its first and last 64 KiB, either beside the data
-as ``<file>.gzidx`` or in the cache directory (``$LAZYIMG_CACHE_DIR``, else the
-user cache directory + ``lazyimg``). Lookups try beside the data, then the
-cache. A saved index whose header does not match the file is stale or foreign
-and is rebuilt, never trusted; a damaged one likewise. ``$LAZYIMG_GZIP_INDEX``
-says where new indexes go: ``cache`` (default), ``beside`` (falls back to the
-cache where the data's folder is read-only) or ``off`` (memory only). Indexes
-live in processes and files, never in a dask graph.
+What an index holds, where it is saved and when a saved one is trusted:
+:mod:`lazyimg._gzindex`.
 
 Integrity: reads before a stream's first complete pass cannot be checked
 against its CRC-32, which covers the whole stream. A deflate error is reported
@@ -71,27 +63,22 @@ lets lazyimg count and check what it decompresses.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import io
 import itertools
-import json
 import os
 import struct
-import sys
 import threading
 import weakref
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from ._formats import FileId
+from ._gzindex import GzipIndex, keep, lookup, save
 from .errors import CorruptImageError
 
 _inflate_lib: ModuleType
@@ -105,15 +92,12 @@ _INFLATE_ERRORS: tuple[type[Exception], ...] = (
     getattr(_inflate_lib, "error", zlib.error),
 )
 
-__all__ = ["GzipIndex", "GzipReader", "build_index", "cache_dir", "check_isize", "diagnose"]
+__all__ = ["GzipReader", "build_index", "check_isize", "diagnose"]
 
 #: Compressed bytes between the seek points an index build records (about).
 SPACING = 4 * 2**20
 #: Fewest cores on which an index build decodes with several threads.
 BUILD_PARALLEL_FROM = 4
-#: Files smaller than this (compressed), or whose index has no seek point past the
-#: start, keep their index in memory only.
-SAVE_MIN_BYTES = 2**20
 #: Smallest share of a warm read handed to one thread of the pool.
 PIECE_BYTES = 8 * 2**20
 #: Compressed bytes fetched per ``pread`` while inflating.
@@ -126,242 +110,17 @@ OUTPUT_BLOCK = 4 * 2**20
 AHEAD_BYTES = 16 * 2**20
 #: A cold read ending at the image data finishes the stream if at most this much follows.
 FINISH_BYTES = 64 * 2**20
-#: Indexes one process keeps; saved ones beyond this many in the cache are pruned.
-MAX_INDEXES = 32
-MAX_SAVED = 512
-
-_MAGIC = b"LAZYIMG-GZIDX\x00"
-_FORMAT = 1
-_PRINT_BYTES = 64 * 2**10
-_POINT = np.dtype([("c", "<u8"), ("u", "<u8"), ("bits", "u1"), ("data", "u1")])
 
 #: Bytes inflated by warm reads in this process, lead-in from seek points included.
 inflated_bytes = 0
-#: Indexes this process built by decoding a stream to its end.
-index_builds = 0
-#: Indexes this process loaded from a saved file.
-index_loads = 0
 
 _counter_lock = threading.Lock()
 
 
-def _count(inflated: int = 0, builds: int = 0, loads: int = 0) -> None:
-    global inflated_bytes, index_builds, index_loads
+def _count(inflated: int) -> None:
+    global inflated_bytes
     with _counter_lock:
         inflated_bytes += inflated
-        index_builds += builds
-        index_loads += loads
-
-
-# --------------------------------------------------------------------------- the index
-
-
-@dataclass(frozen=True, eq=False)
-class GzipIndex:
-    """The seek points of one gzip file; the arrays view ``payload`` (``GZIDX`` v1)."""
-
-    payload: bytes
-    compressed_size: int
-    uncompressed_size: int
-    cpos: np.ndarray
-    """Compressed offset of each point: the first whole byte after it."""
-    upos: np.ndarray
-    """Uncompressed offset of each point."""
-    bits: np.ndarray
-    """Bits of the byte before ``cpos`` that belong to the point (0-7)."""
-    window_at: np.ndarray
-    """Where each point's window starts in ``payload``; -1 at a stream start."""
-    window_size: int
-
-    @classmethod
-    def parse(cls, payload: bytes, compressed_size: int) -> GzipIndex:
-        """Read a ``GZIDX`` export; ValueError unless it is sound and fits the file size."""
-        if payload[:5] != b"GZIDX" or len(payload) < 35 or payload[5] != 1:
-            raise ValueError("not a GZIDX version 1 index")
-        csize, usize, _, wsize, npoints = struct.unpack_from("<QQIII", payload, 7)
-        if csize != compressed_size:
-            raise ValueError(f"index is for {csize} compressed bytes, file has {compressed_size}")
-        end = 35 + npoints * _POINT.itemsize
-        if npoints == 0 or end > len(payload):
-            raise ValueError("index has no seek points or is cut short")
-        pts = np.frombuffer(payload, _POINT, npoints, 35)
-        has = pts["data"].astype(bool)
-        window_at = np.full(npoints, -1, np.int64)
-        window_at[has] = end + wsize * np.arange(int(has.sum()), dtype=np.int64)
-        cpos, upos = pts["c"].astype(np.int64), pts["u"].astype(np.int64)
-        if (
-            end + int(has.sum()) * wsize != len(payload)
-            or upos[0] != 0
-            or np.any(np.diff(upos) < 0)
-            or np.any(np.diff(cpos) < 0)
-            or cpos[-1] > csize
-            or upos[-1] > usize
-            or np.any(pts["bits"] > 7)
-            or (bool(has.any()) and wsize != 32768)
-        ):
-            raise ValueError("index is inconsistent")
-        return cls(
-            payload, csize, usize, cpos, upos, pts["bits"].astype(np.int64), window_at, wsize
-        )
-
-    @property
-    def max_gap(self) -> int:
-        """Largest distance between seek points, in uncompressed bytes."""
-        return int(np.diff(np.append(self.upos, self.uncompressed_size)).max())
-
-    @property
-    def read_overhead(self) -> int:
-        """Average lead-in of a read that restarts: half the mean gap between points."""
-        return max(1, self.uncompressed_size // (2 * len(self.upos)))
-
-    def point_before(self, offset: int) -> int:
-        """The last seek point at or before uncompressed `offset`."""
-        return max(0, int(np.searchsorted(self.upos, offset, side="right")) - 1)
-
-    def window(self, i: int) -> bytes:
-        at = int(self.window_at[i])
-        return b"" if at < 0 else self.payload[at : at + self.window_size]
-
-
-# --------------------------------------------------------------------------- saved indexes
-
-
-def cache_dir() -> Path:
-    """Where indexes are saved: ``$LAZYIMG_CACHE_DIR``, else the user cache dir + ``lazyimg``."""
-    env = os.environ.get("LAZYIMG_CACHE_DIR")
-    if env:
-        return Path(env)
-    if sys.platform == "win32":  # pragma: no cover - platform specific
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "lazyimg" / "Cache"
-    if sys.platform == "darwin":  # pragma: no cover - platform specific
-        return Path.home() / "Library" / "Caches" / "lazyimg"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lazyimg"
-
-
-def _policy() -> str:
-    return os.environ.get("LAZYIMG_GZIP_INDEX", "cache")
-
-
-def _beside_path(path: str) -> Path:
-    return Path(path + ".gzidx")
-
-
-def _cache_path(fid: FileId) -> Path:
-    key = f"{os.path.realpath(fid.path)}\0{fid.size}\0{fid.mtime_ns}".encode()
-    return cache_dir() / "gzindex" / (hashlib.sha256(key).hexdigest()[:32] + ".gzidx")
-
-
-def _fingerprint(path: str, size: int) -> str:
-    """Digest of the size and the first and last 64 KiB (where the CRC trailer is)."""
-    h = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with open(path, "rb") as f:
-        h.update(f.read(_PRINT_BYTES))
-        f.seek(max(0, size - _PRINT_BYTES))
-        h.update(f.read(_PRINT_BYTES))
-    return h.hexdigest()
-
-
-def _load_saved(fid: FileId) -> GzipIndex | None:
-    """The first saved index, beside the data then in the cache, that fits the file."""
-    if _policy() == "off":
-        return None
-    digest = None
-    for where in (_beside_path(fid.path), _cache_path(fid)):
-        try:
-            with open(where, "rb") as f:
-                blob = f.read()
-        except OSError:
-            continue
-        digest = digest or _fingerprint(fid.path, fid.size)
-        index = _parse_saved(blob, fid, digest)
-        if index is not None:
-            _count(loads=1)
-            return index
-    return None
-
-
-def _parse_saved(blob: bytes, fid: FileId, digest: str) -> GzipIndex | None:
-    """The index in a saved file; None if it is for another file, identity or format."""
-    start = len(_MAGIC) + 4
-    if not blob.startswith(_MAGIC) or len(blob) < start:
-        return None
-    (hlen,) = struct.unpack_from("<I", blob, len(_MAGIC))
-    try:
-        head = json.loads(blob[start : start + hlen])
-        if not isinstance(head, dict) or (
-            head.get("format"),
-            head.get("size"),
-            head.get("mtime_ns"),
-            head.get("fingerprint"),
-        ) != (_FORMAT, fid.size, fid.mtime_ns, digest):
-            return None
-        return GzipIndex.parse(blob[start + hlen :], fid.size)
-    except ValueError:  # damaged JSON or GZIDX: rebuild
-        return None
-
-
-def _save(fid: FileId, index: GzipIndex, where: str | None = None) -> Path | None:
-    """Write `index` atomically (beside the data or in the cache); the path, or None."""
-    where = where or _policy()
-    inner = (index.upos > 0) & (index.upos < index.uncompressed_size)
-    if where == "off" or fid.size < SAVE_MIN_BYTES or not inner.any():
-        return None  # small, or no seek point past the start: rebuilding costs as little
-    head = json.dumps(
-        {
-            "format": _FORMAT,
-            "path": os.path.realpath(fid.path),
-            "size": fid.size,
-            "mtime_ns": fid.mtime_ns,
-            "fingerprint": _fingerprint(fid.path, fid.size),
-            "uncompressed_size": index.uncompressed_size,
-        }
-    ).encode()
-    targets = [_beside_path(fid.path)] if where == "beside" else []
-    for target in [*targets, _cache_path(fid)]:
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(_MAGIC + struct.pack("<I", len(head)) + head + index.payload)
-            os.replace(tmp, target)
-        except OSError:  # read-only: try the next place, else keep it in memory
-            tmp.unlink(missing_ok=True)
-            continue
-        if target.parent == _cache_path(fid).parent:
-            _prune(target.parent)
-        return target
-    return None
-
-
-def _prune(folder: Path) -> None:
-    """Keep at most MAX_SAVED indexes in the cache, dropping the least recently written."""
-    try:
-        entries = [e for e in os.scandir(folder) if e.name.endswith(".gzidx")]
-        if len(entries) > MAX_SAVED:
-            entries.sort(key=lambda e: e.stat().st_mtime_ns)
-            for e in entries[: len(entries) - MAX_SAVED]:
-                os.unlink(e.path)
-    except OSError:  # pragma: no cover - another process pruned first
-        pass
-
-
-_indexes: OrderedDict[FileId, GzipIndex] = OrderedDict()
-_indexes_lock = threading.Lock()
-_loading_lock = threading.Lock()
-
-
-def _remember(fid: FileId, index: GzipIndex) -> None:
-    with _indexes_lock:
-        _indexes[fid] = index
-        _indexes.move_to_end(fid)
-        while len(_indexes) > MAX_INDEXES:
-            _indexes.popitem(last=False)
-
-
-def _known(fid: FileId) -> GzipIndex | None:
-    with _indexes_lock:
-        return _indexes.get(fid)
 
 
 # --------------------------------------------------------------------------- warm reads
@@ -567,13 +326,8 @@ def _thread_pool() -> ThreadPoolExecutor:
 
 
 def _after_fork() -> None:
-    global _pool, _pool_lock, _indexes_lock, _loading_lock, _counter_lock
-    _pool, _pool_lock = None, threading.Lock()
-    _indexes_lock, _loading_lock, _counter_lock = (
-        threading.Lock(),
-        threading.Lock(),
-        threading.Lock(),
-    )
+    global _pool, _pool_lock, _counter_lock
+    _pool, _pool_lock, _counter_lock = None, threading.Lock(), threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -618,12 +372,7 @@ class GzipReader:
         self._fallback = False  # rapidgzip failed once: decode with indexed_gzip
         self._save_to: str | None = None  # where a built index goes (None: the policy)
         self._crc = self._checked = 0  # CRC-32 of the uncompressed bytes [0, checked)
-        with _loading_lock:  # threads opening the file at once load its index once
-            self.index = _known(fid)
-            if self.index is None:
-                self.index = _load_saved(fid)
-                if self.index is not None:
-                    _remember(fid, self.index)
+        self.index = lookup(fid)
 
     @property
     def read_overhead(self) -> int:
@@ -788,9 +537,7 @@ class GzipReader:
             return
         self._drop_stream()
         self.index = index
-        _remember(self.fid, index)
-        _count(builds=1)
-        _save(self.fid, index, self._save_to)
+        keep(self.fid, index, self._save_to)
 
     def _drop_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -937,7 +684,7 @@ def build_index(path: str | os.PathLike[str], *, where: str | None = None) -> Gz
             with reader._lock:
                 reader._finish(limit=False)
         elif where is not None:
-            _save(fid, reader.index, where)
+            save(fid, reader.index, where)
         if reader.index is None:  # pragma: no cover - a library exported no index
             raise CorruptImageError(f"{fid.path}: the gzip stream could not be indexed.")
         return reader.index

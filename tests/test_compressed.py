@@ -1,11 +1,12 @@
 """Compressed images: equality with nibabel, seek-point indexes, parallel reads, errors.
 
-The contract (see :mod:`lazyimg._gzip`): compression is found by magic bytes;
-every gzip image gets random access through a seek-point index built once per
-file identity, shared by the threads of a process and saved for other
-processes; a stale or foreign saved index is rebuilt; one volume deep in a
-file inflates about one gap between seek points; corrupt or truncated streams
-raise :class:`lazyimg.CorruptImageError` naming the file and the offset.
+The contract (see :mod:`lazyimg._gzip` and :mod:`lazyimg._gzindex`):
+compression is found by magic bytes; every gzip image gets random access
+through a seek-point index built once per file identity, shared by the threads
+of a process and saved for other processes; a stale or foreign saved index is
+rebuilt; one volume deep in a file inflates about one gap between seek points;
+corrupt or truncated streams raise :class:`lazyimg.CorruptImageError` naming
+the file and the offset.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pytest
 from conftest import assert_same, copy_nibabel_file, nib_array
 
 import lazyimg
-from lazyimg import _files, _gzip
+from lazyimg import _files, _gzindex, _gzip
 from lazyimg.testing import write_fmri, write_scaled
 
 GZ_FILES = ["example4d.nii.gz", "example_nifti2.nii.gz", "standard.nii.gz", "test.mgz"]
@@ -46,8 +47,8 @@ def fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     """A private index cache, and no open files or indexes left from other tests."""
     monkeypatch.setenv("LAZYIMG_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("LAZYIMG_GZIP_INDEX", raising=False)
-    monkeypatch.setattr(_gzip, "index_builds", 0)
-    monkeypatch.setattr(_gzip, "index_loads", 0)
+    monkeypatch.setattr(_gzindex, "index_builds", 0)
+    monkeypatch.setattr(_gzindex, "index_loads", 0)
     forget()
     yield
     forget()
@@ -59,8 +60,8 @@ def forget() -> None:
         for entry in _files._cache.values():
             entry.close()
         _files._cache.clear()
-    with _gzip._indexes_lock:
-        _gzip._indexes.clear()
+    with _gzindex._indexes_lock:
+        _gzindex._indexes.clear()
 
 
 def noisy(
@@ -193,10 +194,10 @@ def test_zero_padding_after_the_stream(bold_gz: Path, monkeypatch: pytest.Monkey
     with open(bold_gz, "ab") as f:
         f.write(bytes(512))
     img = check_views(bold_gz)
-    assert _gzip.index_builds == 1
+    assert _gzindex.index_builds == 1
     forget()
     assert_same(lazyimg.load(bold_gz).slicecopy[..., 20], nib_array(bold_gz)[..., 20])
-    assert _gzip.index_loads == 1 and img.shape == (40, 40, 20, 40)
+    assert _gzindex.index_loads == 1 and img.shape == (40, 40, 20, 40)
 
 
 def test_zstd_reads_correctly(tmp_path: Path) -> None:
@@ -227,7 +228,7 @@ def test_deep_volume_inflates_about_one_gap(bold_gz: Path, monkeypatch: pytest.M
         assert vol <= inflated <= vol + index.max_gap, (k, inflated, index.max_gap)
         assert inflated < index.uncompressed_size / 4
         assert_same(got, nib_array(bold_gz)[..., k])
-    assert _gzip.index_builds == 1  # only build_index built one
+    assert _gzindex.index_builds == 1  # only build_index built one
 
 
 @pytest.mark.parametrize("ahead", [64 * 2**10, 2**40], ids=["index-first", "stream"])
@@ -241,12 +242,12 @@ def test_cold_reads_in_any_order(
     for k in (30, 5, 31, 2):
         assert_same(img.slicecopy[..., k], want[..., k], f"volume {k}")
     if ahead < 2**40:  # the first jump indexed the whole stream, reading volume 30 on the way
-        assert _gzip.index_builds == 1
+        assert _gzindex.index_builds == 1
     with dask.config.set({"array.chunk-size": "256KiB"}, scheduler="threads"):
         chunked = lazyimg.load(bold_gz)
         assert chunked.data.numblocks[-1] > 4
         np.testing.assert_array_equal(chunked.data.mean(-1).compute(), want.mean(-1))
-    assert _gzip.index_builds == 1
+    assert _gzindex.index_builds == 1
 
 
 def test_slice_across_all_volumes_reads_once(
@@ -290,15 +291,15 @@ def test_index_built_once_per_process_and_shared(bold_gz: Path) -> None:
     with dask.config.set(scheduler="threads", num_workers=2):
         img.data.sum().compute()
         img.data.max().compute()
-    assert _gzip.index_builds == 1
+    assert _gzindex.index_builds == 1
     assert lazyimg.load(bold_gz).slicecopy[..., 3].shape == (40, 40, 20)
-    assert _gzip.index_builds == 1
+    assert _gzindex.index_builds == 1
 
 
 def test_index_never_in_graph(bold_gz: Path) -> None:
     img = lazyimg.load(bold_gz)
     img.data.sum().compute()  # builds the index
-    assert _gzip._known(img.source.files[0]) is not None  # type: ignore[union-attr]
+    assert _gzindex._known(img.source.files[0]) is not None  # type: ignore[union-attr]
     blob = pickle.dumps(img.data[..., 3:9].sum())
     assert len(blob) < 64 * 2**10
     assert b"GZIDX" not in blob
@@ -308,10 +309,10 @@ def test_index_never_in_graph(bold_gz: Path) -> None:
 
 _CHILD = """
 import sys, numpy as np, lazyimg
-from lazyimg import _gzip
+from lazyimg import _gzindex
 img = lazyimg.load(sys.argv[1])
 vol = img.slicecopy[..., -1]
-print(_gzip.index_builds, _gzip.index_loads, int(vol.astype(np.int64).sum()))
+print(_gzindex.index_builds, _gzindex.index_loads, int(vol.astype(np.int64).sum()))
 """
 
 
@@ -346,14 +347,14 @@ def test_saved_index_reused_by_another_process(
 def test_rewritten_file_gets_a_new_index(bold_gz: Path) -> None:
     img = lazyimg.load(bold_gz)
     img.data.sum().compute()
-    old = _gzip._known(img.source.files[0])  # type: ignore[union-attr]
+    old = _gzindex._known(img.source.files[0])  # type: ignore[union-attr]
     new_data = noisy((40, 40, 20, 40), seed=7)
     save_gz(bold_gz, new_data)
     forget()
     img = lazyimg.load(bold_gz)
     assert_same(img.slicecopy[..., -1], new_data[..., -1])
-    assert _gzip.index_builds == 2
-    assert _gzip._known(img.source.files[0]) is not old  # type: ignore[union-attr]
+    assert _gzindex.index_builds == 2
+    assert _gzindex._known(img.source.files[0]) is not old  # type: ignore[union-attr]
 
 
 def test_beside_policy_and_foreign_index(
@@ -366,7 +367,7 @@ def test_beside_policy_and_foreign_index(
     assert beside.exists()
     forget()
     lazyimg.load(bold_gz).slicecopy[..., 0]
-    assert (_gzip.index_builds, _gzip.index_loads) == (1, 1)
+    assert (_gzindex.index_builds, _gzindex.index_loads) == (1, 1)
 
     # another file of the same size, with this file's index copied beside it
     other = save_gz(tmp_path / "other.nii.gz", noisy((40, 40, 20, 40), seed=3))
@@ -374,7 +375,7 @@ def test_beside_policy_and_foreign_index(
     forget()
     img = lazyimg.load(other)
     assert_same(img.slicecopy[..., -1], nib_array(other)[..., -1])
-    assert (_gzip.index_builds, _gzip.index_loads) == (2, 1)
+    assert (_gzindex.index_builds, _gzindex.index_loads) == (2, 1)
 
 
 def test_damaged_saved_index_is_rebuilt(
@@ -387,9 +388,9 @@ def test_damaged_saved_index_is_rebuilt(
     for damaged in (blob[: len(blob) // 2], blob.replace(b"GZIDX", b"GZIDY"), b"junk"):
         saved.write_bytes(damaged)
         forget()
-        builds = _gzip.index_builds
+        builds = _gzindex.index_builds
         assert_same(lazyimg.load(bold_gz).slicecopy[..., -1], nib_array(bold_gz)[..., -1])
-        assert _gzip.index_builds == builds + 1
+        assert _gzindex.index_builds == builds + 1
 
 
 def test_index_without_inner_seek_points_is_not_saved(bold_gz: Path, tmp_path: Path) -> None:
@@ -491,7 +492,7 @@ def test_corrupt_stream_fails_naming_file_and_offset(bold_gz: Path, where: float
     with pytest.raises(lazyimg.CorruptImageError, match="corrupt") as err:
         lazyimg.load(bold_gz).data.mean(-1).compute()
     assert str(bold_gz) in str(err.value) and re.search(r"byte \d+", str(err.value))
-    assert _gzip.index_builds == 0  # a damaged stream is never indexed
+    assert _gzindex.index_builds == 0  # a damaged stream is never indexed
 
 
 def test_corrupt_stream_deep_in_a_large_file(tmp_path: Path) -> None:
