@@ -35,6 +35,14 @@ MAX_OPEN = 64
 #: Bytes handed to callers by the read functions of this module, per process.
 #: Tests use it to check that a selection reads only what it needs.
 bytes_read = 0
+_count_lock = threading.Lock()
+
+
+def count_read(nbytes: int) -> None:
+    """Add to :data:`bytes_read` (threads of one process read concurrently)."""
+    global bytes_read
+    with _count_lock:
+        bytes_read += nbytes
 
 
 class _Entry:
@@ -208,7 +216,6 @@ def nibabel_image(source: Source) -> _Entry:
 
 def pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:
     """Fill `buf` from `offset` of an open file, or say the file is too short."""
-    global bytes_read
     done = 0
     while done < len(buf):
         n = os.preadv(fd, [buf[done:]], offset + done)
@@ -218,7 +225,7 @@ def pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:
                 f"needed from offset {offset}. It is truncated; copy or export it again."
             )
         done += n
-    bytes_read += done
+    count_read(done)
 
 
 def stream_into(stream: Any, buf: memoryview, offset: int, path: str) -> None:
@@ -229,10 +236,9 @@ def stream_into(stream: Any, buf: memoryview, offset: int, path: str) -> None:
     decode raises :class:`~lazyimg.errors.CorruptImageError` naming the file
     and the offset; `buf` is then not to be used.
     """
-    global bytes_read
     if hasattr(stream, "read_runs"):
         stream.read_into(buf, offset)
-        bytes_read += len(buf)
+        count_read(len(buf))
         return
     done = 0
     try:
@@ -253,4 +259,4 @@ def stream_into(stream: Any, buf: memoryview, offset: int, path: str) -> None:
             f"before the {len(buf)} bytes needed from offset {offset}. It is truncated; "
             "copy or export it again."
         )
-    bytes_read += done
+    count_read(done)

@@ -164,7 +164,7 @@ def _fill(
         return
     if source.compression == "gzip":  # the reader locks for itself, and only while cold
         entry.handle.read_runs(target, pieces)
-        _files.bytes_read += sum(n for _, _, n in pieces)
+        _files.count_read(sum(n for _, _, n in pieces))
         return
     with entry.lock:
         for start, at, n in pieces:
