@@ -59,8 +59,6 @@ def tsnr_job(src: str, out: str, *, progress: bool = False) -> None:
     """Temporal SNR (mean / std over time) of `src`, streamed chunk by chunk, saved to `out`."""
     import dask
     import dask.array as da
-    import nibabel as nib
-    import numpy as np
 
     import lazyimg
 
@@ -69,8 +67,7 @@ def tsnr_job(src: str, out: str, *, progress: bool = False) -> None:
     mean, std = x.mean(axis=-1), x.std(axis=-1)
     tsnr = da.where(std > 0, mean / da.where(std > 0, std, 1), 0).astype("float32")
     with _progress(progress), dask.config.set(scheduler="threads"):
-        result = tsnr.compute()
-    nib.save(nib.Nifti1Image(np.asarray(result), img.affine), out)
+        lazyimg.save(tsnr, out, affine=img.affine)
 
 
 def _progress(show: bool) -> Any:

@@ -34,7 +34,6 @@ from ._index import (
     compose,
     is_basic_index,
     merge_block,
-    selection_shape,
     tight_index,
     view_chunks,
 )
@@ -201,8 +200,3 @@ def memory_array(
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     meta = np.empty((0,) * arr.ndim, dtype or arr.dtype)
     return MemoryArray(graph, name, chunks, meta=meta)
-
-
-def view_shape(sel: Selection) -> tuple[int, ...]:
-    """Shape of a selection (re-exported for image.py)."""
-    return selection_shape(sel)

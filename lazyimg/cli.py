@@ -125,7 +125,6 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
     import contextlib
 
     import dask.array as da
-    import nibabel as nib
 
     import lazyimg
 
@@ -150,32 +149,8 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
         bar: Any = ProgressBar(minimum=0.5, out=sys.stderr)
     else:
         bar = contextlib.nullcontext()
-    with bar:
-        arr = result.compute()
-    affine = img.affine if ax >= 3 else np.eye(4)
-    out_img = nib.Nifti1Image(np.asarray(arr), affine)
-    _save_atomically(out_img, output)
-
-
-def _save_atomically(img: Any, output: str) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
-
-    import nibabel as nib
-
-    out = Path(output)
-    suffix = "".join(out.suffixes[-2:]) if out.name.endswith(".gz") else out.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent or ".")
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        with_suppress = Path(tmp)
-        if with_suppress.exists():
-            with_suppress.unlink()
-        raise
+    with bar:  # streamed: the input is read chunk by chunk, the output written by regions
+        lazyimg.save(result, output, affine=img.affine if ax >= 3 else np.eye(4))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
