@@ -284,3 +284,36 @@ def sparse_nifti(path: Path, shape: tuple[int, ...], dtype: Any = "int16") -> Pa
         except OSError as err:  # pragma: no cover - depends on the file system
             pytest.skip(f"cannot make a sparse file of {nbytes} bytes here: {err}")
     return path
+
+
+def peak_of(fn: Any) -> tuple[Any, int]:
+    """Result of `fn` and the peak of traced (numpy included) allocations during it, in bytes."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def c_ordered_source(path: Path, data: np.ndarray, offset: int) -> Any:
+    """A raw C-ordered Source over `data` written by numpy after `offset` filler bytes."""
+    from lazyimg._formats import FileId, Source
+
+    with open(path, "wb") as f:
+        f.write(b"\xab" * offset)
+        f.write(np.ascontiguousarray(data).tobytes(order="C"))
+    return Source(
+        kind="raw",
+        files=(FileId.of(path),),
+        shape=data.shape,
+        order="C",
+        stored=data.dtype,
+        scaled=data.dtype,
+        offset=offset,
+    )

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import dask
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import assert_same, copy_nibabel_file, counted, nib_array, sample
+from conftest import assert_same, copy_nibabel_file, counted, nib_array, peak_of, sample
 
 import lazyimg
 from lazyimg import _files, _read
@@ -169,18 +168,6 @@ def test_unproxy_rule_does_not_apply_to_a_voxel_series(wide_path: Path) -> None:
     assert box["n"] <= 2 * 2 * 12
 
 
-def _peak_during(fn: Any) -> tuple[Any, int]:
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        out = fn()
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    return out, peak
-
-
 def test_unproxy_pass_memory_is_bounded(wide_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What we assert: the pass reads in groups of whole volumes of at most ``BLOCK_BYTES``.
 
@@ -194,7 +181,7 @@ def test_unproxy_pass_memory_is_bounded(wide_path: Path, monkeypatch: pytest.Mon
     slack = 16 * 1024  # Python objects of the read loop
     monkeypatch.setattr(_read, "plan_read", functools.partial(plan_read, block=2 * WIDE_VOLUME))
     with counted() as box:
-        got, peak = _peak_during(lambda: img.slicecopy[5])
+        got, peak = peak_of(lambda: img.slicecopy[5])
     assert_same(got, nib_array(wide_path)[5])
     assert box["n"] == 12 * WIDE_VOLUME
     assert peak <= result_bytes + 2 * WIDE_VOLUME + slack
@@ -203,7 +190,7 @@ def test_unproxy_pass_memory_is_bounded(wide_path: Path, monkeypatch: pytest.Mon
 
 def test_default_pass_memory_is_one_block(wide_path: Path) -> None:
     img = lazyimg.load(wide_path)
-    _, peak = _peak_during(lambda: img.slicecopy[5])
+    _, peak = peak_of(lambda: img.slicecopy[5])
     assert peak <= 16 * 4 * 12 * 2 + 12 * WIDE_VOLUME + 16 * 1024
 
 

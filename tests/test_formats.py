@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     NIBABEL_FILES,
     assert_same,
+    c_ordered_source,
     nib_array,
     nibabel_file,
     nifti_with_order,
@@ -27,7 +28,6 @@ from conftest import (
 )
 
 import lazyimg
-from lazyimg._formats import FileId, Source
 from lazyimg._graph import full_disk_array
 from lazyimg._index import compose, full_selection
 from lazyimg._read import read
@@ -297,22 +297,6 @@ def test_gzip_with_several_members(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- C order
-
-
-def c_ordered_source(path: Path, data: np.ndarray, offset: int) -> Source:
-    """A raw Source over `data` written by numpy in C order after `offset` bytes."""
-    with open(path, "wb") as f:
-        f.write(b"\xab" * offset)
-        f.write(np.ascontiguousarray(data).tobytes(order="C"))
-    return Source(
-        kind="raw",
-        files=(FileId.of(path),),
-        shape=data.shape,
-        order="C",
-        stored=data.dtype,
-        scaled=data.dtype,
-        offset=offset,
-    )
 
 
 @pytest.mark.parametrize("dtype", [">i2", "<f4", "uint8", "<c8"])

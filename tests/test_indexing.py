@@ -14,12 +14,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import assert_same, basic_indices, counted, sample
+from conftest import assert_same, basic_indices, c_ordered_source, counted, sample
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lazyimg
-from lazyimg._formats import FileId, Source
 from lazyimg._graph import full_disk_array
 
 # example counts come from the profile loaded in conftest.py (HYPOTHESIS_PROFILE=thorough for more)
@@ -156,16 +155,7 @@ def c_ordered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, np.ndarray
     """A hand-built raw C-ordered Source over numpy-written bytes, and its memmap."""
     path = tmp_path_factory.mktemp("c-order") / "c.raw"
     data = sample((5, 4, 6, 3), ">f8", seed=4)
-    path.write_bytes(b"\x00" * 40 + data.tobytes(order="C"))
-    source = Source(
-        kind="raw",
-        files=(FileId.of(path),),
-        shape=data.shape,
-        order="C",
-        stored=data.dtype,
-        scaled=data.dtype,
-        offset=40,
-    )
+    source = c_ordered_source(path, data, 40)
     arr = full_disk_array(source, ((2, 2, 1), (4,), (3, 3), (3,)), None, False)
     mm = np.memmap(path, dtype=data.dtype, mode="r", offset=40, shape=data.shape, order="C")
     return arr, np.array(mm)

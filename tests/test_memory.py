@@ -9,15 +9,13 @@ Allocations are measured with tracemalloc, which traces numpy's data buffers.
 
 from __future__ import annotations
 
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import assert_same, counted, nib_array, sample
+from conftest import assert_same, counted, nib_array, peak_of, sample
 
 import lazyimg
 from lazyimg.testing import write_scaled
@@ -33,18 +31,6 @@ def arr() -> np.ndarray:
 @pytest.fixture
 def nib_img(arr: np.ndarray) -> Any:
     return nib.Nifti1Image(arr, np.diag([2.0, 2.0, 2.0, 1.0]))
-
-
-def peak_of(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """Result of `fn` and the peak of traced allocations during it, in bytes."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        out = fn()
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    return out, peak
 
 
 def test_tracemalloc_sees_numpy(arr: np.ndarray) -> None:
