@@ -22,7 +22,9 @@ from typing import Any, Literal
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.blockwise import blockwise
 from dask.highlevelgraph import HighLevelGraph
+from dask.layers import BlockwiseDepDict
 
 from ._chunks import coalesce
 from ._formats import Source
@@ -139,11 +141,26 @@ def disk_array(
         task.source, task.dtype and task.dtype.str, task.raw, _sel_token(sel), source_chunks
     )
     per_axis: list[list[Item]] = block_selections(sel, chunks)
-    dsk: dict[Any, Any] = {}
-    for idx in itertools.product(*(range(len(items)) for items in per_axis)):
-        items = tuple(per_axis[a][i] for a, i in enumerate(idx))
-        dsk[(name, *idx)] = (task, Block(merge_block(sel, items)))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    blocks = {
+        idx: Block(merge_block(sel, tuple(per_axis[a][i] for a, i in enumerate(idx))))
+        for idx in itertools.product(*(range(len(items)) for items in per_axis))
+    }
+    # A Blockwise layer rather than a dict of tasks: dask fuses the reads into
+    # whatever elementwise step or reduction follows, as one task per chunk
+    # under the follower's name, instead of leaving an alias task per chunk
+    # behind. On a cluster those aliases take up worker slots, and the
+    # scheduler's queue then hands out reads unevenly.
+    axes = tuple(range(len(chunks)))
+    layer = blockwise(
+        task,
+        name,
+        axes,
+        BlockwiseDepDict(blocks, numblocks=tuple(len(c) for c in chunks)),
+        axes,
+        numblocks={},
+        _data_producer=True,
+    )
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
     meta = np.empty((0,) * len(chunks), dtype)
     arr = DiskArray(graph, name, chunks, meta=meta)
     arr._lazyimg = (task, sel, source_chunks)

@@ -252,6 +252,27 @@ def test_one_task_per_chunk_and_no_getitem_stacking(files: dict[str, Path]) -> N
     assert len(dict(small.__dask_graph__())) == small.npartitions == 1
 
 
+@pytest.mark.parametrize("kind", ["nii", "nii.gz", "minc2"])
+def test_reads_fuse_into_the_next_step_without_alias_tasks(
+    files: dict[str, Path], kind: str
+) -> None:
+    """After optimization, a reduction has one task per chunk that reads and reduces.
+
+    Reads left as separate tasks, or fused under a new name with an alias task
+    per chunk, give a cluster twice the tasks; the aliases take up worker
+    slots, and the scheduler then hands the reads out unevenly.
+    """
+    data = lazyimg.load(files[kind], chunks={0: 1, -1: 1}).data
+    mean = data.mean(axis=-1)
+    graph = dict(mean.__dask_optimize__(mean.__dask_graph__(), mean.__dask_keys__()))
+    names = [k[0] if isinstance(k, tuple) else k for k in graph]
+    assert not [n for n in names if n.startswith("lazyimg-")]
+    assert sum(n.startswith("mean_chunk-") for n in names) == data.npartitions > 1
+    assert all(type(v).__name__ != "Alias" for v in graph.values())
+    # summed chunk by chunk, so equal to numpy's mean up to rounding
+    np.testing.assert_allclose(mean.compute(), nib_array(files[kind]).mean(axis=-1), rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- huge headers
 
 
