@@ -1,6 +1,7 @@
 """Compressed images: equality with nibabel, seek-point indexes, parallel reads, errors.
 
-The contract (see :mod:`lazyimg._gzip` and :mod:`lazyimg._gzindex`):
+The contract (see :mod:`lazyimg._gzip`, :mod:`lazyimg._inflate` and
+:mod:`lazyimg._gzindex`):
 compression is found by magic bytes; every gzip image gets random access
 through a seek-point index built once per file identity, shared by the threads
 of a process and saved for other processes; a stale or foreign saved index is
@@ -33,7 +34,7 @@ import pytest
 from conftest import assert_same, copy_nibabel_file, nib_array
 
 import lazyimg
-from lazyimg import _files, _gzindex, _gzip
+from lazyimg import _files, _gzindex, _gzip, _inflate
 from lazyimg.testing import write_fmri, write_scaled
 
 GZ_FILES = ["example4d.nii.gz", "example_nifti2.nii.gz", "standard.nii.gz", "test.mgz"]
@@ -224,9 +225,9 @@ def test_deep_volume_inflates_about_one_gap(bold_gz: Path, monkeypatch: pytest.M
     img = lazyimg.load(bold_gz)
     vol = 40 * 40 * 20 * 2
     for k in (39, 25):
-        before = _gzip.inflated_bytes
+        before = _inflate.inflated_bytes
         got = img.slicecopy[..., k]
-        inflated = _gzip.inflated_bytes - before
+        inflated = _inflate.inflated_bytes - before
         assert vol <= inflated <= vol + index.max_gap, (k, inflated, index.max_gap)
         assert inflated < index.uncompressed_size / 4
         assert_same(got, nib_array(bold_gz)[..., k])
@@ -261,16 +262,16 @@ def test_slice_across_all_volumes_reads_once(
     img = lazyimg.load(bold_gz)
     want = nib_array(bold_gz)
     for sel in [(slice(None), slice(None), 7), (3, 4, 5)]:
-        before = _gzip.inflated_bytes
+        before = _inflate.inflated_bytes
         assert_same(img.slicecopy[sel], want[sel])
-        assert _gzip.inflated_bytes - before <= index.uncompressed_size
+        assert _inflate.inflated_bytes - before <= index.uncompressed_size
 
 
 def test_full_pass_decompresses_in_several_threads(
     bold_gz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small_spacing(monkeypatch)
-    monkeypatch.setattr(_gzip, "PIECE_BYTES", 128 * 2**10)
+    monkeypatch.setattr(_inflate, "PIECE_BYTES", 128 * 2**10)
     _gzip.build_index(bold_gz)
     threads: set[int] = set()
     inflate = _gzip._inflate_runs
@@ -280,7 +281,8 @@ def test_full_pass_decompresses_in_several_threads(
         inflate(*args)
 
     monkeypatch.setattr(_gzip, "_inflate_runs", spy)
-    monkeypatch.setattr(_gzip, "_workers", lambda: 2)
+    monkeypatch.setattr(_gzip, "_workers", lambda: 2)  # how many batches
+    monkeypatch.setattr(_inflate, "_workers", lambda: 2)  # how many threads in the pool
     img = lazyimg.load(bold_gz)
     with dask.config.set(scheduler="threads"):
         got = img.data.mean(-1).compute()
@@ -526,5 +528,5 @@ def test_primer_starts_inflating_mid_byte(lib: str) -> None:
         for start in range(1, 8):
             junk = np.ones(start, np.uint8)  # the end of "the block before"
             moved = np.packbits(np.concatenate([junk, bits]), bitorder="little").tobytes()
-            primed = _gzip._primer(start, moved[0]) + moved[1:]
+            primed = _inflate._primer(start, moved[0]) + moved[1:]
             assert inflate.decompressobj(-15).decompress(primed) == data, (strategy, start)
