@@ -15,18 +15,8 @@ import numpy as np
 
 from . import _files
 from ._formats import Source
-from ._index import (
-    READ_OVERHEAD_BYTES,
-    NewAxis,
-    ReadPlan,
-    Selection,
-    contiguous_run,
-    group_positions,
-    plan_read,
-    selection_shape,
-    selection_slices,
-    source_items,
-)
+from ._index import NewAxis, Selection, selection_shape, selection_slices, source_items
+from ._plan import READ_OVERHEAD_BYTES, ReadPlan, contiguous_run, group_positions, plan_read
 
 #: What one separate read of a compressed stream costs beyond its bytes, in bytes to
 #: decompress, when the stream cannot say better: a forward seek through a sequential
@@ -172,7 +162,7 @@ def _fill(
 
 
 def _read_overhead(source: Source, entry: Any) -> int:
-    """The unproxy rule's cost of one more separate read (see :mod:`lazyimg._index`)."""
+    """The unproxy rule's cost of one more separate read (see :mod:`lazyimg._plan`)."""
     if source.compression is None:
         return READ_OVERHEAD_BYTES
     return int(getattr(entry.handle, "read_overhead", COMPRESSED_READ_OVERHEAD))

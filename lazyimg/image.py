@@ -8,7 +8,7 @@ Views and copies, in one place:
   reads a copy.
 * ``img.slicecopy[idx]`` always returns a **copy** that owns its memory,
   reading only the bytes the index needs (or, by BIAP2's unproxy rule, one
-  sequential pass when that is cheaper; see :mod:`lazyimg._index`).
+  sequential pass when that is cheaper; see :mod:`lazyimg._plan`).
 * ``img.data`` is a dask array. Computing it gives **copies** (dask copies
   results); building and slicing it reads nothing and copies nothing, also for
   in-memory images.

@@ -24,7 +24,7 @@ from conftest import assert_same, copy_nibabel_file, counted, nib_array, peak_of
 
 import lazyimg
 from lazyimg import _files, _read
-from lazyimg._index import SKIP_BYTES, plan_read
+from lazyimg._plan import SKIP_BYTES, plan_read
 from lazyimg.testing import make_image
 
 SHAPE = (32, 32, 8, 20)  # the fmri_path fixture: 16 KiB int16 volumes

@@ -18,24 +18,20 @@ from hypothesis import strategies as st
 
 from lazyimg._chunks import _even, chunk_limit, disk_chunks, parse_chunks
 from lazyimg._index import (
-    PAGE_BYTES,
-    READ_OVERHEAD_BYTES,
-    SKIP_BYTES,
     NewAxis,
     block_selections,
     compose,
     descending_axes,
     full_selection,
-    group_positions,
     merge_block,
     normalize_index,
-    plan_read,
     selection_shape,
     selection_slices,
     source_items,
     tight_index,
     view_chunks,
 )
+from lazyimg._plan import PAGE_BYTES, READ_OVERHEAD_BYTES, SKIP_BYTES, group_positions, plan_read
 
 SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow])
 
