@@ -4,9 +4,10 @@
 whole chunks of volumes of an uncompressed NIfTI with ``os.preadv`` into a
 fresh buffer and sums each over time in float64, which is the arithmetic
 dask's ``mean`` does per chunk. :func:`temporal_mean` spreads the chunks over
-one or two such processes (one single-process pool per core) and adds their partial sums. The speed-up of two
-processes over one bounds what any scheduler can reach for this job on this
-machine: both cores share the memory bus and the last-level cache.
+one or two such processes (one single-process pool per core) and adds their
+partial sums. The speed-up of two processes over one bounds what any
+scheduler can reach for this job on this machine: both cores share the memory
+bus and the last-level cache.
 """
 
 from __future__ import annotations
