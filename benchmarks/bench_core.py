@@ -427,11 +427,13 @@ def graph_section(
     import lazyimg
 
     print(f"  graph: lazyimg.load of {BIG_SHAPE} x {repeat} (fresh processes)", flush=True)
-    setup = f"import lazyimg\nimport lazyimg._files\nimport nibabel as nib\nf = {str(sparse)!r}\n"
+    setup = (
+        f"import lazyimg\nimport lazyimg._io.files\nimport nibabel as nib\nf = {str(sparse)!r}\n"
+    )
     nib_setup = setup
     setup = patch + setup
     # result: bytes lazyimg itself read from voxel data (its own counter)
-    code = "img = lazyimg.load(f)\nresult = lazyimg._files.bytes_read\n"
+    code = "img = lazyimg.load(f)\nresult = lazyimg._io.files.bytes_read\n"
     fresh = Measurement()
     nib_load = Measurement()
     for _ in range(repeat):  # interleaved

@@ -46,7 +46,7 @@ configuration alike; the best and the median of ``--rounds`` are printed.
 Before the rounds each configuration computes the mean once, unmeasured: the
 files get opened, gzip seek indexes built and saved (in a private cache
 directory), every worker imports what it needs, and the bytes each worker read
-(``lazyimg._files.bytes_read``) are counted -- each slab once, so they add up
+(``lazyimg._io.files.bytes_read``) are counted -- each slab once, so they add up
 to the image's size.
 
 The first pass over a ``.nii.gz`` with no saved index ("cold") is timed
@@ -124,7 +124,7 @@ import dask
 import dask.array as da
 from distributed import Client, LocalCluster
 import lazyimg
-from lazyimg import _files
+from lazyimg._io import files as _files
 import _raw_mean
 
 path, chunks, rounds, configs, report = sys.argv[1:]

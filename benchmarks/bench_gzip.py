@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import Measurement, fmt_bytes, fmt_ratio, fmt_time, run, table, warm
 
-from lazyimg import _gzip
+from lazyimg._io.gzip import build as _gzbuild
 from lazyimg.testing import write_fmri
 
 NAIVE_VOLUMES = 114  # volumes per chunk of the naive dask peer (~128 MiB)
@@ -119,13 +119,17 @@ def main() -> None:
     cold_cache, warm_cache = folder / "cache-cold", folder / "cache-warm"
     shutil.rmtree(warm_cache, ignore_errors=True)
     os.environ["LAZYIMG_CACHE_DIR"] = str(warm_cache)
-    index = _gzip.build_index(f)  # the saved index of the "new process" candidates
+    index = _gzbuild.build_index(f)  # the saved index of the "new process" candidates
     (folder / "index.gzidx").write_bytes(index.payload)  # GZIDX: rapidgzip imports it
     cores = len(os.sched_getaffinity(0))
     print(f"  saved index: {len(index.upos)} seek points, {fmt_bytes(len(index.payload))}")
 
     pre = f"f = {str(f)!r}\n"
-    lazy = pre + WARM_DASK + "import numpy as np\nimport lazyimg\nimport lazyimg._gzip, rapidgzip\n"
+    lazy = (
+        pre
+        + WARM_DASK
+        + "import numpy as np\nimport lazyimg\nimport lazyimg._io.gzip.reader, rapidgzip\n"
+    )
     nibl = pre + "import numpy as np\nimport nibabel as nib\n"
     cold_env = {"LAZYIMG_CACHE_DIR": str(cold_cache)}
     warm_env = {"LAZYIMG_CACHE_DIR": str(warm_cache)}
@@ -154,7 +158,7 @@ def main() -> None:
         Job(
             f"lazyimg inflate from seek points ({cores} threads)",
             pre
-            + "import numpy as np\nfrom lazyimg import _gzip\nfrom lazyimg._formats import FileId\n"
+            + "import numpy as np\nfrom lazyimg._io.gzip import reader as _gzip\nfrom lazyimg._io.formats import FileId\n"
             + "r = _gzip.GzipReader(FileId.of(f))\n"
             + "buf = np.empty(r.index.uncompressed_size, np.uint8)\nbuf[::4096] = 0\n",
             "r.read_into(memoryview(buf), 0)\nresult = len(buf)\n",

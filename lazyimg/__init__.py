@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import (
+from lazyimg.errors import (
     CorruptImageError,
     FileChangedError,
     ImageNotFoundError,
     LazyImgError,
     NotAnImageError,
 )
-from .image import LazyImage, load
-from .write import save
+from lazyimg.image import LazyImage, load
+from lazyimg.write import save
 
 try:  # xarray is an optional extra: the engine, open_dataarray and the da.lazyimg accessor
-    from . import accessor as _accessor  # noqa: F401  (registers da.lazyimg)
-    from .xarray import open_dataarray
+    from lazyimg.xarray import accessor as _accessor  # noqa: F401  (registers da.lazyimg)
+    from lazyimg.xarray import open_dataarray
 except ImportError:  # pragma: no cover - exercised only without xarray installed
     pass
 

@@ -115,7 +115,7 @@ def _run_job(code: str, *args: str) -> dict[str, float]:
 def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> int:
     """Run the demo; print to `out` (stdout by default). Returns the exit code."""
     import lazyimg
-    from lazyimg import _files
+    from lazyimg._io import files as _files
     from lazyimg.testing import write_fmri
 
     def say(msg: str = "") -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 if TYPE_CHECKING:
-    from .image import LazyImage
+    from lazyimg.image import LazyImage
 
 
 def _zooms(img: LazyImage) -> tuple[float, ...]:

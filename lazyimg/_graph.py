@@ -26,9 +26,10 @@ from dask.blockwise import blockwise
 from dask.highlevelgraph import HighLevelGraph
 from dask.layers import BlockwiseDepDict
 
-from ._chunks import coalesce
-from ._formats import Source
-from ._index import (
+from lazyimg._io.formats import Source
+from lazyimg._io.read import read
+from lazyimg._plan.chunks import coalesce
+from lazyimg._plan.index import (
     Item,
     NewAxis,
     Selection,
@@ -36,10 +37,10 @@ from ._index import (
     compose,
     is_basic_index,
     merge_block,
+    selection_shape,
     tight_index,
     view_chunks,
 )
-from ._read import read
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class DiskArray(da.Array):
 def _assemble_fresh(results: Any) -> np.ndarray:
     """dask's final step for a DiskArray: no defensive copy, and keep the blocks' layout.
 
-    Every block comes fresh from :func:`~lazyimg._read.read` and is referenced
+    Every block comes fresh from :func:`~lazyimg._io.read.read` and is referenced
     nowhere else, so one block is returned as it is, and several are placed in
     an array of their own (Fortran) order rather than transposed into C order.
     """
@@ -184,7 +185,7 @@ class MemoryArray(da.Array):
     """A dask array over an array in memory whose basic indices mean what numpy says.
 
     Basic indices are rewritten with in-range bounds before dask sees them
-    (see :func:`~lazyimg._index.tight_index`); results stay MemoryArrays so
+    (see :func:`~lazyimg._plan.index.tight_index`); results stay MemoryArrays so
     chained indexing is covered too.
     """
 
@@ -217,3 +218,35 @@ def memory_array(
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     meta = np.empty((0,) * arr.ndim, dtype or arr.dtype)
     return MemoryArray(graph, name, chunks, meta=meta)
+
+
+class ViewProxy:
+    """nibabel's array-proxy protocol over a lazyimg selection (used after ``img.slicer``)."""
+
+    def __init__(self, task: ReadTask, sel: Selection) -> None:
+        self._task = task
+        self._sel = sel
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return selection_shape(self._sel)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        t = self._task
+        return t.dtype or (t.source.stored if t.raw else t.source.scaled)
+
+    @property
+    def is_proxy(self) -> bool:
+        return True
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return read(self._task.source, compose(self._sel, index), self._task.dtype, self._task.raw)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self[()]
+        return arr if dtype is None else arr.astype(dtype, copy=False)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LazyImgError
+from lazyimg.errors import LazyImgError
 
 _OPS = ("mean", "std", "tsnr", "min", "max")
 
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from ._demo import run_demo
+            from lazyimg._demo import run_demo
 
             return run_demo(args.size, args.keep)
         if args.command == "info":

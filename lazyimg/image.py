@@ -8,7 +8,7 @@ Views and copies, in one place:
   reads a copy.
 * ``img.slicecopy[idx]`` always returns a **copy** that owns its memory,
   reading only the bytes the index needs (or, by BIAP2's unproxy rule, one
-  sequential pass when that is cheaper; see :mod:`lazyimg._plan`).
+  sequential pass when that is cheaper; see :mod:`lazyimg._plan.reads`).
 * ``img.data`` is a dask array. Computing it gives **copies** (dask copies
   results); building and slicing it reads nothing and copies nothing, also for
   in-memory images.
@@ -25,11 +25,18 @@ import nibabel as nib
 import numpy as np
 from dask.utils import format_bytes
 
-from ._chunks import Chunks, parse_chunks
-from ._formats import Source, describe, disk_order, image_files, open_nibabel, supports_raw
-from ._graph import DiskArray, ReadTask, full_disk_array, memory_array
-from ._index import Selection, compose, full_selection, normalize_index, selection_shape
-from ._read import read
+from lazyimg._graph import DiskArray, ReadTask, ViewProxy, full_disk_array, memory_array
+from lazyimg._io.formats import (
+    Source,
+    describe,
+    disk_order,
+    image_files,
+    open_nibabel,
+    supports_raw,
+)
+from lazyimg._io.read import read
+from lazyimg._plan.chunks import Chunks, parse_chunks
+from lazyimg._plan.index import Selection, compose, full_selection, normalize_index, selection_shape
 
 __all__ = ["LazyImage", "load"]
 
@@ -52,38 +59,6 @@ def _parse_dtype(dtype: Any, name: str) -> tuple[np.dtype[Any] | None, bool]:
             f"dtype for {name}: {parsed} is not numeric; use e.g. 'float32' or 'int16'."
         )
     return parsed, False
-
-
-class ViewProxy:
-    """nibabel's array-proxy protocol over a lazyimg selection (used after ``img.slicer``)."""
-
-    def __init__(self, task: ReadTask, sel: Selection) -> None:
-        self._task = task
-        self._sel = sel
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return selection_shape(self._sel)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        t = self._task
-        return t.dtype or (t.source.stored if t.raw else t.source.scaled)
-
-    @property
-    def is_proxy(self) -> bool:
-        return True
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return read(self._task.source, compose(self._sel, index), self._task.dtype, self._task.raw)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self[()]
-        return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
 class _SliceCopy:
@@ -202,19 +177,19 @@ class LazyImage:
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def _repr_html_(self) -> str:
-        from ._display import html_repr
+        from lazyimg._display import html_repr
 
         return html_repr(self)
 
     def plot_slices(self, point: tuple[int, int, int] | None = None, **kwargs: Any) -> Any:
         """Orthogonal slices through voxel `point`, reading only them (see :func:`lazyimg._display.plot_slices`)."""
-        from ._display import plot_slices
+        from lazyimg._display import plot_slices
 
         return plot_slices(self, point, **kwargs)
 
     def to_xarray(self) -> Any:
         """This image as a labelled, lazy ``xarray.DataArray`` (see :mod:`lazyimg.xarray`)."""
-        from .xarray import to_xarray
+        from lazyimg.xarray.convert import to_xarray
 
         return to_xarray(self)
 

@@ -4,9 +4,9 @@
 attrs and coordinates, see :mod:`lazyimg.xarray`) or a dask/numpy array to
 ``.nii`` or ``.nii.gz``. It checks its arguments, builds the header and wires
 the dask graph: one task creates the temporary file, ``dask.array.store``
-hands every chunk to a :class:`~lazyimg._atomic.RegionWriter`, and a last task
+hands every chunk to a :class:`~lazyimg._write.atomic.RegionWriter`, and a last task
 renames the complete file over the target. How the file is written, flushed,
-compressed and renamed: :mod:`lazyimg._atomic`.
+compressed and renamed: :mod:`lazyimg._write.atomic`.
 
 The data is first rechunked to the file's layout (slabs along the last axis),
 so each region is one contiguous write -- unless the input's chunks cross the
@@ -30,9 +30,9 @@ import nibabel as nib
 import numpy as np
 from dask.delayed import Delayed
 
-from ._atomic import RegionWriter, SaveJob
-from ._chunks import chunk_limit, disk_chunks
-from ._header import build_header, from_obj, header_bytes, nifti_order, out_dtype
+from lazyimg._plan.chunks import chunk_limit, disk_chunks
+from lazyimg._write.atomic import RegionWriter, SaveJob
+from lazyimg._write.header import build_header, from_obj, header_bytes, nifti_order, out_dtype
 
 __all__ = ["RegionWriter", "save"]
 

@@ -48,7 +48,7 @@ img.affine"""),
         "`img.slicecopy[...]` reads exactly the bytes an index needs and returns a new array. "
         "`img.data` is a dask array: slicing it builds a graph and reads nothing until computed."
     ),
-    new_code_cell("""from lazyimg import _files
+    new_code_cell("""from lazyimg._io import files as _files
 
 before = _files.bytes_read
 vol = img.slicecopy[..., 10]
@@ -110,10 +110,10 @@ print(f"image {img.nbytes / 1e6:.0f} MB as float32; peak process memory during c
     new_markdown_cell(
         "ROI time series: a small box of voxels, read without touching the rest of each volume."
     ),
-    new_code_cell("""before = lazyimg._files.bytes_read
+    new_code_cell("""before = lazyimg._io.files.bytes_read
 c = [n // 2 for n in shape[:3]]
 roi = img.data[c[0]-2:c[0]+2, c[1]-2:c[1]+2, c[2], :].mean(axis=(0, 1)).compute()
-print(f"ROI series of {roi.size} time points; {(lazyimg._files.bytes_read - before) / 1e6:.2f} MB read "
+print(f"ROI series of {roi.size} time points; {(lazyimg._io.files.bytes_read - before) / 1e6:.2f} MB read "
       f"of {path.stat().st_size / 1e6:.0f} MB")"""),
     new_code_cell("""import shutil
 shutil.rmtree(workdir)"""),
@@ -185,7 +185,7 @@ bold"""
     ),
     new_code_cell(
         """import dask
-from lazyimg import _files
+from lazyimg._io import files as _files
 
 mean = bold.mean("time")
 std = bold.std("time")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from nibabel.testing import data_path
 
 import lazyimg
-from lazyimg import _files
+from lazyimg._io import files as _files
 from lazyimg.testing import make_image, write_fmri, write_scaled
 
 _CACHE_DIR: str | None = None
@@ -303,7 +303,7 @@ def peak_of(fn: Any) -> tuple[Any, int]:
 
 def c_ordered_source(path: Path, data: np.ndarray, offset: int) -> Any:
     """A raw C-ordered Source over `data` written by numpy after `offset` filler bytes."""
-    from lazyimg._formats import FileId, Source
+    from lazyimg._io.formats import FileId, Source
 
     with open(path, "wb") as f:
         f.write(b"\xab" * offset)

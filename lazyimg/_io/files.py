@@ -1,6 +1,6 @@
 """Per-process cache of open files, keyed by path and identity (size, mtime).
 
-Graphs carry only :class:`~lazyimg._formats.FileId` recipes; the first task in
+Graphs carry only :class:`~lazyimg._io.formats.FileId` recipes; the first task in
 a process (a thread of the local scheduler or a dask worker) to need a file
 opens it here, and later tasks reuse the handle. Before and after every read
 the file's identity is checked again, so a file that changed after
@@ -8,8 +8,8 @@ the file's identity is checked again, so a file that changed after
 stale or mixed data.
 
 Uncompressed files are read with ``os.pread`` on a shared descriptor, which
-needs no lock. A gzip file is read through one :class:`~lazyimg._gzip.GzipReader`
-per process (seek-point index, parallel inflating; see :mod:`lazyimg._gzip`).
+needs no lock. A gzip file is read through one :class:`~lazyimg._io.gzip.reader.GzipReader`
+per process (seek-point index, parallel inflating; see :mod:`lazyimg._io.gzip.reader`).
 Other compressed streams and nibabel images that are not thread-safe (HDF5
 behind MINC2, netCDF behind MINC1) are used under a per-entry lock.
 """
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ._formats import FileId, Source
-from .errors import CorruptImageError, FileChangedError, ImageNotFoundError
+from lazyimg._io.formats import FileId, Source
+from lazyimg.errors import CorruptImageError, FileChangedError, ImageNotFoundError
 
 #: How many files one process keeps open.
 MAX_OPEN = 64
@@ -160,7 +160,7 @@ def entry(key: tuple[Any, ...], opener: Callable[[], tuple[Any, Callable[[], Non
 def raw_file(source: Source) -> _Entry:
     """Open the data file of a raw Source: a descriptor, or a decompressing reader.
 
-    A gzip file gets a :class:`~lazyimg._gzip.GzipReader`, which does its own
+    A gzip file gets a :class:`~lazyimg._io.gzip.reader.GzipReader`, which does its own
     locking (reads through a saved or built index need none); other streams
     (bzip2, zstd) are used under the entry's lock.
     """
@@ -171,7 +171,7 @@ def raw_file(source: Source) -> _Entry:
             fd = os.open(fid.path, os.O_RDONLY)
             return fd, lambda: os.close(fd)
         if source.compression == "gzip":
-            from ._gzip import GzipReader
+            from lazyimg._io.gzip.reader import GzipReader
 
             nbytes = int(np.prod(source.shape, dtype=np.int64)) * source.stored.itemsize
             reader = GzipReader(fid, data_end=source.offset + nbytes)
@@ -231,7 +231,7 @@ def pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:
 def stream_into(stream: Any, buf: memoryview, offset: int, path: str) -> None:
     """Fill `buf` from uncompressed `offset` of a decompressing stream.
 
-    A :class:`~lazyimg._gzip.GzipReader` locks for itself; for any other stream
+    A :class:`~lazyimg._io.gzip.reader.GzipReader` locks for itself; for any other stream
     the caller holds the entry's lock. A stream that ends early or fails to
     decode raises :class:`~lazyimg.errors.CorruptImageError` naming the file
     and the offset; `buf` is then not to be used.

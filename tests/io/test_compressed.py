@@ -1,7 +1,7 @@
 """Compressed images: equality with nibabel, seek-point indexes, parallel reads, errors.
 
-The contract (see :mod:`lazyimg._gzip`, :mod:`lazyimg._inflate` and
-:mod:`lazyimg._gzindex`):
+The contract (see :mod:`lazyimg._io.gzip.reader`, :mod:`lazyimg._io.gzip.inflate` and
+:mod:`lazyimg._io.gzip.index`):
 compression is found by magic bytes; every gzip image gets random access
 through a seek-point index built once per file identity, shared by the threads
 of a process and saved for other processes; a stale or foreign saved index is
@@ -34,7 +34,12 @@ import pytest
 from conftest import assert_same, copy_nibabel_file, nib_array
 
 import lazyimg
-from lazyimg import _files, _gzindex, _gzip, _inflate
+from lazyimg._io import files as _files
+from lazyimg._io.gzip import build as _gzbuild
+from lazyimg._io.gzip import index as _gzindex
+from lazyimg._io.gzip import inflate as _inflate
+from lazyimg._io.gzip import reader as _gzip
+from lazyimg._io.gzip import stream as _gzstream
 from lazyimg.testing import write_fmri, write_scaled
 
 GZ_FILES = ["example4d.nii.gz", "example_nifti2.nii.gz", "standard.nii.gz", "test.mgz"]
@@ -116,6 +121,7 @@ def bold_gz(tmp_path: Path) -> Path:
 
 def small_spacing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_gzip, "SPACING", 64 * 2**10)
+    monkeypatch.setattr(_gzstream, "SPACING", 64 * 2**10)
 
 
 # --------------------------------------------------------------------------- equality
@@ -181,7 +187,7 @@ def test_concatenated_members_through_index(
     plain = save_gz(tmp_path / "plain.nii", noisy((40, 40, 20, 16)))
     path = gzip_file(plain, tmp_path / "multi.nii.gz", members=4)
     want = nib_array(plain)
-    index = _gzip.build_index(path)
+    index = _gzbuild.build_index(path)
     assert len(index.upos) > 8
     img = lazyimg.load(path)
     assert_same(img.slicecopy[...], want)
@@ -219,7 +225,7 @@ def test_zstd_reads_correctly(tmp_path: Path) -> None:
 
 def test_deep_volume_inflates_about_one_gap(bold_gz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small_spacing(monkeypatch)
-    index = _gzip.build_index(bold_gz)
+    index = _gzbuild.build_index(bold_gz)
     assert len(index.upos) >= 10
     forget()
     img = lazyimg.load(bold_gz)
@@ -258,7 +264,7 @@ def test_slice_across_all_volumes_reads_once(
 ) -> None:
     """A z-slice or a voxel's series needs most of the file: no byte is inflated twice."""
     small_spacing(monkeypatch)
-    index = _gzip.build_index(bold_gz)
+    index = _gzbuild.build_index(bold_gz)
     img = lazyimg.load(bold_gz)
     want = nib_array(bold_gz)
     for sel in [(slice(None), slice(None), 7), (3, 4, 5)]:
@@ -272,7 +278,7 @@ def test_full_pass_decompresses_in_several_threads(
 ) -> None:
     small_spacing(monkeypatch)
     monkeypatch.setattr(_inflate, "PIECE_BYTES", 128 * 2**10)
-    _gzip.build_index(bold_gz)
+    _gzbuild.build_index(bold_gz)
     threads: set[int] = set()
     inflate = _gzip._inflate_runs
 
@@ -313,7 +319,7 @@ def test_index_never_in_graph(bold_gz: Path) -> None:
 
 _CHILD = """
 import sys, numpy as np, lazyimg
-from lazyimg import _gzindex
+from lazyimg._io.gzip import index as _gzindex
 img = lazyimg.load(sys.argv[1])
 vol = img.slicecopy[..., -1]
 print(_gzindex.index_builds, _gzindex.index_loads, int(vol.astype(np.int64).sum()))
@@ -398,7 +404,7 @@ def test_damaged_saved_index_is_rebuilt(
 
 
 def test_index_without_inner_seek_points_is_not_saved(bold_gz: Path, tmp_path: Path) -> None:
-    index = _gzip.build_index(bold_gz)  # default spacing: one point for a 2 MB file
+    index = _gzbuild.build_index(bold_gz)  # default spacing: one point for a 2 MB file
     assert not ((index.upos > 0) & (index.upos < index.uncompressed_size)).any()
     assert not list(tmp_path.rglob("*.gzidx"))
 

@@ -29,8 +29,8 @@ from conftest import (
 
 import lazyimg
 from lazyimg._graph import full_disk_array
-from lazyimg._index import compose, full_selection
-from lazyimg._read import read
+from lazyimg._io.read import read
+from lazyimg._plan.index import compose, full_selection
 from lazyimg.testing import make_image, write_scaled
 
 SLICES = [

@@ -22,7 +22,7 @@ from conftest import assert_same, copy_nibabel_file, nib_array, sample
 from dask.delayed import Delayed
 
 import lazyimg
-from lazyimg._atomic import RegionWriter
+from lazyimg._write.atomic import RegionWriter
 from lazyimg.testing import write_fmri, write_scaled
 from lazyimg.write import save
 from lazyimg.xarray import open_dataarray

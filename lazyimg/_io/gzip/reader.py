@@ -1,7 +1,7 @@
 """Random access and parallel decompression for gzip-compressed images.
 
 Every gzip file lazyimg reads goes through one :class:`GzipReader` per process
-(held by :mod:`lazyimg._files`, keyed by path and identity) and shared by all
+(held by :mod:`lazyimg._io.files`, keyed by path and identity) and shared by all
 tasks and threads of that process. A reader works in one of two modes:
 
 *cold* (no index yet)
@@ -14,18 +14,18 @@ tasks and threads of that process. A reader works in one of two modes:
     through it (the decoder would decode the gap to seek anyway). When a read
     reaches the end of the image data the reader decodes the rest, compares
     CRC-32 and length with the gzip trailer, and only then keeps the seek
-    points as a :class:`~lazyimg._gzindex.GzipIndex`, so an index always
+    points as a :class:`~lazyimg._io.gzip.index.GzipIndex`, so an index always
     comes from an intact stream. (rapidgzip's own CRC check is skipped after
     some seek patterns.)
 *warm* (index complete)
     Reads inflate from the seek points of the index, in several threads and
-    without a lock: :mod:`lazyimg._inflate`.
+    without a lock: :mod:`lazyimg._io.gzip.inflate`.
 
 What an index holds, where it is saved and when a saved one is trusted:
-:mod:`lazyimg._gzindex`.
+:mod:`lazyimg._io.gzip.index`.
 
 What is checked when an image is loaded, before any read:
-:mod:`lazyimg._gzcheck`.
+:mod:`lazyimg._io.gzip.check`.
 
 Integrity: reads before a stream's first complete pass cannot be checked
 against its CRC-32, which covers the whole stream. A deflate error is reported
@@ -58,7 +58,6 @@ lets lazyimg count and check what it decompresses.
 from __future__ import annotations
 
 import atexit
-import io
 import os
 import struct
 import threading
@@ -69,10 +68,10 @@ from typing import Any
 
 import numpy as np
 
-from ._formats import FileId
-from ._gzcheck import FINISH_BYTES, decompressed_length
-from ._gzindex import GzipIndex, keep, lookup, save
-from ._inflate import (
+from lazyimg._io.formats import FileId
+from lazyimg._io.gzip.check import FINISH_BYTES, decompressed_length
+from lazyimg._io.gzip.index import GzipIndex, keep, lookup
+from lazyimg._io.gzip.inflate import (
     INPUT_BLOCK,
     _batches,
     _corrupt,
@@ -82,14 +81,18 @@ from ._inflate import (
     _truncated,
     _workers,
 )
-from .errors import CorruptImageError
+from lazyimg._io.gzip.stream import (
+    SPACING,
+    _DecodeError,
+    _export,
+    _fill_from,
+    _merge,
+    _open_builder,
+)
+from lazyimg.errors import CorruptImageError
 
-__all__ = ["GzipReader", "build_index"]
+__all__ = ["GzipReader"]
 
-#: Compressed bytes between the seek points an index build records (about).
-SPACING = 4 * 2**20
-#: Fewest cores on which an index build decodes with several threads.
-BUILD_PARALLEL_FROM = 4
 #: A cold read starting further than this past the decoded prefix of the stream first
 #: decodes the whole stream into an index (dask runs the chunks of a pass in any
 #: order; a gap decoded once would be decoded again for the chunk that wants it).
@@ -319,122 +322,7 @@ atexit.register(_close_streams)
 os.register_at_fork(before=lambda: _close_streams(wait=False))
 
 
-def _merge(runs: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Runs in file order, those adjoining both in the file and in the buffer joined."""
-    out: list[tuple[int, int, int]] = []
-    for start, at, n in sorted(runs):
-        if out and sum(out[-1][::2]) == start and out[-1][1] + out[-1][2] == at:
-            out[-1] = (out[-1][0], out[-1][1], out[-1][2] + n)
-        elif n:
-            out.append((start, at, n))
-    return out
-
-
 _crc32 = getattr(_inflate_lib, "crc32", zlib.crc32)
 
 
-def _fill_from(stream: Any, out: memoryview) -> int:
-    """``readinto`` until `out` is full or the stream ends; bytes read."""
-    done = 0
-    while done < len(out):
-        n = stream.readinto(out[done:])
-        if not n:
-            break
-        done += n
-    return done
-
-
 _Runs = Sequence[tuple[int, memoryview]]
-
-
-class _DecodeError(Exception):
-    """The sequential decoder failed at or after uncompressed byte `upos`."""
-
-    def __init__(self, upos: int, cause: BaseException) -> None:
-        super().__init__(upos, cause)
-        self.upos, self.cause = upos, cause
-
-
-def _open_builder(path: str, fallback: bool = False) -> Any:
-    """A sequential decoder that records seek points: rapidgzip, else indexed_gzip."""
-    try:
-        if fallback:
-            raise ImportError
-        import rapidgzip
-    except ImportError:
-        from indexed_gzip import IndexedGzipFile
-
-        return IndexedGzipFile(path, spacing=2 * SPACING, readbuf_size=SPACING)
-    return rapidgzip.RapidgzipFile(path, parallelization=_build_threads(), chunk_size=SPACING)
-
-
-def _build_threads() -> int:
-    """rapidgzip's threads: its parallel decoder pays off from 4 cores on.
-
-    On 2 cores it decoded a level-6 fMRI file at ~260 MB/s with 2 threads and
-    ~480 MB/s with 1, which also leaves the second core to the tasks that
-    consume the data.
-    """
-    cores = _workers()
-    return cores if cores >= BUILD_PARALLEL_FROM else 1
-
-
-def _export(stream: Any) -> bytes:
-    out = io.BytesIO()
-    if hasattr(stream, "block_offsets"):  # rapidgzip
-        stream.export_index(out)
-    else:  # indexed_gzip: complete the index (reads may have skipped building it)
-        stream.build_full_index()
-        stream.export_index(fileobj=out)
-    return out.getvalue()
-
-
-def build_index(path: str | os.PathLike[str], *, where: str | None = None) -> GzipIndex:
-    """Build (or load) the seek-point index of a gzip file, and save it.
-
-    Useful before a cluster job: with ``where="beside"`` every worker that
-    sees the data also sees its index, and none decompresses the file to find
-    its way.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        A gzip-compressed file.
-    where : {"cache", "beside", "off"}, optional
-        Where to save the index (default: ``$LAZYIMG_GZIP_INDEX``, else
-        ``"cache"``). ``"beside"`` writes ``<path>.gzidx`` next to the data.
-        Files under 1 MiB, and indexes without a seek point past the start,
-        are not saved.
-
-    Returns
-    -------
-    GzipIndex
-
-    Raises
-    ------
-    CorruptImageError
-        The stream is truncated, damaged, or does not match its trailer.
-
-    Examples
-    --------
-    >>> import os, tempfile, numpy as np, nibabel as nib
-    >>> path = os.path.join(tempfile.mkdtemp(), "img.nii.gz")
-    >>> nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 3), "int16"), np.eye(4)), path)
-    >>> index = build_index(path, where="off")
-    >>> index.uncompressed_size, int(index.upos[0])
-    (736, 0)
-    """
-    fid = FileId.of(path)
-    reader = GzipReader(fid, data_end=0)
-    reader._save_to = where
-    try:
-        if reader.index is None:
-            with reader._lock:
-                reader._finish(limit=False)
-        elif where is not None:
-            save(fid, reader.index, where)
-        if reader.index is None:  # pragma: no cover - a library exported no index
-            raise CorruptImageError(f"{fid.path}: the gzip stream could not be indexed.")
-        return reader.index
-    finally:
-        reader.close()

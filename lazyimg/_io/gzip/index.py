@@ -4,7 +4,7 @@ An index (:class:`GzipIndex`) lists seek points through one gzip stream: for
 each, its compressed offset (to the bit), its uncompressed offset, and the
 32 KiB of uncompressed data before it that deflate may refer back to (its
 window; none at the start of a stream). A raw inflater can start afresh at any
-point, which is how :mod:`lazyimg._inflate` reads from the middle of a file and
+point, which is how :mod:`lazyimg._io.gzip.inflate` reads from the middle of a file and
 inflates in several threads at once. The points are recorded by the reader's
 sequential decoder (rapidgzip or indexed_gzip) on a pass whose CRC-32 and
 length matched the gzip trailer, and come in indexed_gzip's ``GZIDX`` v1 layout
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._formats import FileId
+from lazyimg._io.formats import FileId
 
 __all__ = ["GzipIndex", "cache_dir", "keep", "lookup", "save"]
 

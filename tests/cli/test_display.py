@@ -11,7 +11,7 @@ import pytest
 from nibabel.testing import data_path
 
 import lazyimg
-from lazyimg import _files
+from lazyimg._io import files as _files
 
 FILES = [
     "anatomical.nii",

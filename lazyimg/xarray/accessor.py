@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ._meta import SPATIAL, affine_of, grid_affine, index_grid
+from lazyimg._io.axes import SPATIAL, affine_of, grid_affine, index_grid
 
 __all__ = ["LazyImgAccessor"]
 
@@ -105,6 +105,6 @@ class LazyImgAccessor:
 
     def to_nifti(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Save as NIfTI, streaming chunk by chunk; see :func:`lazyimg.write.save`."""
-        from .write import save
+        from lazyimg.write import save
 
         return save(self._obj, path, **kwargs)

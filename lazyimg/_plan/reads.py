@@ -1,10 +1,10 @@
 """Read plans: the byte runs that get a selection of one on-disk array off the file.
 
-Like :mod:`lazyimg._index`, nothing here touches a file: :mod:`lazyimg._read` executes
+Like :mod:`lazyimg._plan.index`, nothing here touches a file: :mod:`lazyimg._io.read` executes
 the plans.
 
 A *read plan* is how to get the source items of a selection (see
-:mod:`lazyimg._index`) of one on-disk array off the file: a *box* (a
+:mod:`lazyimg._plan.index`) of one on-disk array off the file: a *box* (a
 hyper-rectangle, in disk order, fastest axis first) stored on disk as a
 sequence of equally long byte *runs*, and the slices that cut the selection
 out of the box. The rules, in the spirit of BIAP2 and nibabel's

@@ -5,14 +5,14 @@ dataset has one variable, ``"image"``, labelled as :mod:`lazyimg.xarray` says.
 
 * ``chunks=None`` (xarray's default): the variable wraps a
   :class:`LazyImgBackendArray`; xarray composes indexers lazily and each
-  access reads only the bytes it needs through :func:`lazyimg._read.read`.
+  access reads only the bytes it needs through :func:`lazyimg._io.read.read`.
 * ``chunks={}`` or ``"auto"``: xarray builds dask arrays from the same
   BackendArray, following ``encoding["preferred_chunks"]``, lazyimg's
   disk-aligned plan (split along the slowest axis on disk).
 
-The array holds a :class:`~lazyimg._formats.Source` -- paths and file
+The array holds a :class:`~lazyimg._io.formats.Source` -- paths and file
 identities, never an open handle -- so datasets pickle and travel to dask
-workers; the per-process cache in :mod:`lazyimg._files` reopens files there.
+workers; the per-process cache in :mod:`lazyimg._io.files` reopens files there.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from ._chunks import parse_chunks
-from ._formats import Source
-from ._index import compose, full_selection
-from ._read import read
-from .image import _parse_dtype, load
-from .xarray import VARIABLE_NAME, image_layout
+from lazyimg._io.formats import Source
+from lazyimg._io.read import read
+from lazyimg._plan.chunks import parse_chunks
+from lazyimg._plan.index import compose, full_selection
+from lazyimg.image import _parse_dtype, load
+from lazyimg.xarray.convert import VARIABLE_NAME, image_layout
 
 __all__ = ["SUFFIXES", "LazyImgBackendArray", "LazyImgBackendEntrypoint"]
 
@@ -149,7 +149,7 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
         if drop_variables is not None:
             ds = ds.drop_vars(drop_variables, errors="ignore")
         # nothing to close: the dataset holds no handle, and the per-process file
-        # cache (lazyimg._files) closes what it opened; xarray still wants a closer
+        # cache (lazyimg._io.files) closes what it opened; xarray still wants a closer
         ds.set_close(_nothing_to_close)
         return ds
 

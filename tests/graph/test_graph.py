@@ -28,7 +28,7 @@ from conftest import (
 )
 
 import lazyimg
-from lazyimg import _files
+from lazyimg._io import files as _files
 from lazyimg.testing import make_image, write_scaled
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

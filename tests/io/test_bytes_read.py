@@ -1,6 +1,6 @@
 """Only the needed bytes: slices of an uncompressed file read their payload, not whole chunks.
 
-Two counters: ``lazyimg._files.bytes_read`` (voxel bytes lazyimg's reads hand
+Two counters: ``lazyimg._io.files.bytes_read`` (voxel bytes lazyimg's reads hand
 over, per process) and, in a subprocess, the kernel's ``rchar`` from
 ``/proc/self/io`` (every byte any ``read`` system call returned).
 """
@@ -23,8 +23,9 @@ import pytest
 from conftest import assert_same, copy_nibabel_file, counted, nib_array, peak_of, sample
 
 import lazyimg
-from lazyimg import _files, _read
-from lazyimg._plan import SKIP_BYTES, plan_read
+from lazyimg._io import files as _files
+from lazyimg._io import read as _read
+from lazyimg._plan.reads import SKIP_BYTES, plan_read
 from lazyimg.testing import make_image
 
 SHAPE = (32, 32, 8, 20)  # the fmri_path fixture: 16 KiB int16 volumes

@@ -16,8 +16,8 @@ from conftest import basic_indices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lazyimg._chunks import _even, chunk_limit, disk_chunks, parse_chunks
-from lazyimg._index import (
+from lazyimg._plan.chunks import _even, chunk_limit, disk_chunks, parse_chunks
+from lazyimg._plan.index import (
     NewAxis,
     block_selections,
     compose,
@@ -31,7 +31,13 @@ from lazyimg._index import (
     tight_index,
     view_chunks,
 )
-from lazyimg._plan import PAGE_BYTES, READ_OVERHEAD_BYTES, SKIP_BYTES, group_positions, plan_read
+from lazyimg._plan.reads import (
+    PAGE_BYTES,
+    READ_OVERHEAD_BYTES,
+    SKIP_BYTES,
+    group_positions,
+    plan_read,
+)
 
 SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow])
 

@@ -13,10 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _files
-from ._formats import Source
-from ._index import NewAxis, Selection, selection_shape, selection_slices, source_items
-from ._plan import READ_OVERHEAD_BYTES, ReadPlan, contiguous_run, group_positions, plan_read
+from lazyimg._io import files as _files
+from lazyimg._io.formats import Source
+from lazyimg._plan.index import NewAxis, Selection, selection_shape, selection_slices, source_items
+from lazyimg._plan.reads import (
+    READ_OVERHEAD_BYTES,
+    ReadPlan,
+    contiguous_run,
+    group_positions,
+    plan_read,
+)
 
 #: What one separate read of a compressed stream costs beyond its bytes, in bytes to
 #: decompress, when the stream cannot say better: a forward seek through a sequential
@@ -36,7 +42,7 @@ def read(
     source : Source
         The image recipe.
     sel : Selection
-        One item per axis of the wanted view (see :mod:`lazyimg._index`).
+        One item per axis of the wanted view (see :mod:`lazyimg._plan.index`).
     dtype : numpy dtype, optional
         Cast the (scaled) values to this dtype; default: the scaled dtype.
     raw : bool
@@ -162,7 +168,7 @@ def _fill(
 
 
 def _read_overhead(source: Source, entry: Any) -> int:
-    """The unproxy rule's cost of one more separate read (see :mod:`lazyimg._plan`)."""
+    """The unproxy rule's cost of one more separate read (see :mod:`lazyimg._plan.reads`)."""
     if source.compression is None:
         return READ_OVERHEAD_BYTES
     return int(getattr(entry.handle, "read_overhead", COMPRESSED_READ_OVERHEAD))

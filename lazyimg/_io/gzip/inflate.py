@@ -11,7 +11,7 @@ offset share one pass unless a seek point lies between them, so a read
 deep in a file inflates at most one gap between points before its first
 byte, and no byte is inflated twice (``inflated_bytes`` counts them).
 
-:class:`~lazyimg._gzip.GzipReader` decides when a read is warm and hands its
+:class:`~lazyimg._io.gzip.reader.GzipReader` decides when a read is warm and hands its
 runs here (:func:`_batches`, :func:`_inflate_runs`, :func:`_thread_pool`).
 """
 
@@ -27,8 +27,8 @@ from types import ModuleType
 
 import numpy as np
 
-from ._gzindex import GzipIndex
-from .errors import CorruptImageError
+from lazyimg._io.gzip.index import GzipIndex
+from lazyimg.errors import CorruptImageError
 
 _inflate_lib: ModuleType
 try:  # same interface as zlib, ~2.5x faster

@@ -30,7 +30,7 @@ import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.volumeutils import apply_read_scaling
 
-from .errors import CorruptImageError, ImageNotFoundError, NotAnImageError
+from lazyimg.errors import CorruptImageError, ImageNotFoundError, NotAnImageError
 
 _MAGIC = {
     b"\x1f\x8b": "gzip",
@@ -154,7 +154,7 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
 def _raise_if_damaged_stream(path: Path) -> None:
     """nibabel cannot tell a damaged gzip stream from an unknown format: say which it is."""
     if path.is_file() and compression_of(path) == "gzip":
-        from ._gzcheck import diagnose
+        from lazyimg._io.gzip.check import diagnose
 
         problem = diagnose(path)
         if problem is not None:
@@ -227,7 +227,7 @@ def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source
             "wrong; copy or export it again."
         )
     if compression == "gzip":  # the ISIZE trailer must allow the bytes the header needs
-        from ._gzcheck import check_isize
+        from lazyimg._io.gzip.check import check_isize
 
         check_isize(path, data_file.size, needed)
     scaling, scaled = _raw_scaling(proxy, stored)

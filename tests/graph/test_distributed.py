@@ -4,7 +4,7 @@ Two clusters, each with two single-threaded worker processes: a
 ``LocalCluster(processes=True)`` and a real one started from the command line
 (``dask scheduler`` plus two ``dask worker`` processes on 127.0.0.1, each in its
 own working directory). Every cluster test runs on both. Workers open files by
-path through their own per-process cache (:mod:`lazyimg._files`), so these
+path through their own per-process cache (:mod:`lazyimg._io.files`), so these
 tests check what a single process cannot: graphs pickle (also for MINC and
 PAR/REC, whose nibabel proxies do not), bytes are read once across processes,
 a killed worker costs nothing but time, and a file a worker cannot see gives
@@ -34,7 +34,7 @@ import pytest
 from conftest import assert_same, nib_array, sparse_nifti
 
 import lazyimg
-from lazyimg import _files
+from lazyimg._io import files as _files
 from lazyimg.testing import write_fmri
 
 distributed = pytest.importorskip("distributed")
@@ -43,7 +43,7 @@ from distributed import Client, Event, LocalCluster, get_worker  # noqa: E402
 
 #: Seconds any single wait on the cluster may take before the test fails.
 TIMEOUT = 60
-NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "03_distributed.ipynb"
+NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "03_distributed.ipynb"
 MINC_PARREC = ["minc1_4d.mnc", "minc2_4d.mnc", "phantom_varscale.PAR"]
 
 
@@ -264,8 +264,8 @@ def test_temporal_mean_reads_each_slab_once(client: Client, images: dict, suffix
 def test_xarray_engine_on_cluster(client: Client, tmp_path: Path) -> None:
     """Several subjects stacked with open_mfdataset compute on the workers."""
     xr = pytest.importorskip("xarray")
-    if not _module_exists("lazyimg._backend"):
-        pytest.skip("the xarray engine (lazyimg._backend) is not in this tree yet")
+    if not _module_exists("lazyimg.xarray.backend"):
+        pytest.skip("the xarray engine (lazyimg.xarray.backend) is not in this tree yet")
     paths = [write_fmri(tmp_path / f"sub-{i}.nii.gz", (16, 16, 8, 12), seed=i) for i in range(3)]
     ds = xr.open_mfdataset(
         paths, engine="lazyimg", combine="nested", concat_dim="subject", chunks={}

@@ -11,7 +11,7 @@ import os
 import struct
 import zlib
 
-from .errors import CorruptImageError
+from lazyimg.errors import CorruptImageError
 
 __all__ = ["FINISH_BYTES", "check_isize", "decompressed_length", "diagnose"]
 

@@ -15,8 +15,8 @@ import xarray as xr
 from conftest import assert_same, counted, nib_array, nibabel_file
 
 import lazyimg
-from lazyimg._backend import LazyImgBackendArray, LazyImgBackendEntrypoint
 from lazyimg.testing import make_image, write_fmri, write_scaled
+from lazyimg.xarray.backend import LazyImgBackendArray, LazyImgBackendEntrypoint
 
 
 def test_engine_is_registered():

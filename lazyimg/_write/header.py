@@ -1,4 +1,4 @@
-"""From a labelled array to a NIfTI header: the way back from :func:`lazyimg._meta.layout`.
+"""From a labelled array to a NIfTI header: the way back from :func:`lazyimg._io.axes.layout`.
 
 :func:`from_obj` turns whatever :func:`lazyimg.write.save` was given (a
 LazyImage, a DataArray, a dask or numpy array) into a :class:`Labelled` array;
@@ -15,15 +15,14 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import dask.array as da
 import nibabel as nib
 import numpy as np
 
-from ._chunks import chunk_limit, disk_chunks
-from ._graph import memory_array
-from ._meta import (
+from lazyimg._graph import memory_array
+from lazyimg._io.axes import (
     CANONICAL,
     SPATIAL,
     TIME,
@@ -34,7 +33,7 @@ from ._meta import (
     index_grid,
     layout,
 )
-from .image import LazyImage
+from lazyimg._plan.chunks import chunk_limit, disk_chunks
 
 __all__ = ["Labelled", "build_header", "from_obj", "header_bytes", "nifti_order", "out_dtype"]
 
@@ -54,13 +53,29 @@ class Labelled:
     """True for a DataArray: its geometry must come from its attrs (or arguments)."""
 
 
+@runtime_checkable
+class ImageLike(Protocol):
+    """What the writer needs of a :class:`lazyimg.LazyImage` (which stands above this layer)."""
+
+    @property
+    def nibabel_image(self) -> Any: ...
+    @property
+    def data(self) -> da.Array: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def header(self) -> Any: ...
+    @property
+    def path(self) -> Any: ...
+
+
 def from_obj(obj: Any, name: str) -> Labelled:
     """Dims, coordinates, attrs and header template of what :func:`lazyimg.write.save` got.
 
     A LazyImage is labelled as :func:`lazyimg.xarray.to_xarray` would label it;
     a DataArray keeps its own labels; a plain array gets positional NIfTI names.
     """
-    if isinstance(obj, LazyImage):
+    if isinstance(obj, ImageLike):
         lay = layout(obj.nibabel_image, obj.shape, obj.path)
         data = obj.data
         if lay.perm != tuple(range(len(lay.perm))):

@@ -1,0 +1,68 @@
+"""From a LazyImage to a labelled DataArray over the same lazy dask array.
+
+The labelling contract is written down in :mod:`lazyimg.xarray`; the labels
+themselves come from :mod:`lazyimg._io.axes`. Importing this module registers
+the ``da.lazyimg`` accessor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import xarray as xr
+
+from lazyimg._io.axes import Layout, layout
+from lazyimg.xarray import accessor as _accessor  # noqa: F401  (registers ``da.lazyimg``)
+
+if TYPE_CHECKING:  # the image layer stands on this one: no runtime import
+    from lazyimg.image import LazyImage
+
+__all__ = ["VARIABLE_NAME", "image_layout", "to_xarray"]
+
+#: Name of the DataArray (and of the one variable the xarray engine returns).
+VARIABLE_NAME = "image"
+
+
+def image_layout(img: LazyImage) -> Layout:
+    """The dims, coordinates and attrs :func:`to_xarray` gives `img`.
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib, lazyimg
+    >>> lay = image_layout(lazyimg.load(nib.Nifti1Image(np.zeros((2, 3, 4), "u1"), np.eye(4))))
+    >>> lay.dims, lay.attrs["format"]
+    (('i', 'j', 'k'), 'Nifti1Image')
+    """
+    return layout(img.nibabel_image, img.shape, img.path)
+
+
+def to_xarray(img: LazyImage) -> xr.DataArray:
+    """A LazyImage as a labelled DataArray over the same lazy dask array.
+
+    Parameters
+    ----------
+    img : LazyImage
+        An image from :func:`lazyimg.load`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``"image"``, with dims, coordinates and attrs as described in
+        :mod:`lazyimg.xarray`. No voxel data is read.
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib, lazyimg
+    >>> nii = nib.Nifti1Image(np.zeros((4, 5, 6, 3), "int16"), np.diag([2.0, 2, 2, 1]))
+    >>> nii.header.set_xyzt_units("mm", "sec")
+    >>> nii.header.set_zooms((2.0, 2.0, 2.0, 1.5))
+    >>> da = to_xarray(lazyimg.load(nii))
+    >>> da.dims, da.time.values.tolist()
+    (('i', 'j', 'k', 'time'), [0.0, 1.5, 3.0])
+    """
+    lay = image_layout(img)
+    data = img.data
+    if lay.perm != tuple(range(len(lay.perm))):
+        data = data.transpose(lay.perm)
+    coords = {d: xr.Variable(d, values, attrs) for d, (values, attrs) in lay.coords.items()}
+    return xr.DataArray(data, dims=lay.dims, coords=coords, attrs=lay.attrs, name=VARIABLE_NAME)

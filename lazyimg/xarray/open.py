@@ -1,0 +1,47 @@
+"""``lazyimg.open_dataarray``: a path straight to a lazy, labelled DataArray."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import xarray as xr
+
+from lazyimg.image import load
+from lazyimg.xarray.convert import to_xarray
+
+__all__ = ["open_dataarray"]
+
+
+def open_dataarray(
+    path: str | os.PathLike[str], *, chunks: Any = "auto", dtype: Any = None
+) -> xr.DataArray:
+    """Open an image file as a lazy, labelled DataArray.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any file :func:`lazyimg.load` opens.
+    chunks : "auto", int, tuple or dict, optional
+        As for :func:`lazyimg.load`: ``"auto"`` splits along the slowest axis on
+        disk. Dict keys are axis numbers of the file's array (nibabel's order).
+    dtype : None, "raw" or numpy dtype, optional
+        As for :func:`lazyimg.load`.
+
+    Returns
+    -------
+    xarray.DataArray
+        See :func:`to_xarray`. Basic indexing of it (``isel`` with ints and
+        slices) reads only the bytes it needs.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from lazyimg.testing import write_fmri
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> da = open_dataarray(write_fmri(tmp / "bold.nii", (8, 8, 4, 5), tr=2.0))
+    >>> da.sizes["time"], float(da.time[1]), da.attrs["time_units"]
+    (5, 2.0, 'sec')
+    """
+    # absolute, so attrs["source"] and the graph stay right after a chdir or on a worker
+    return to_xarray(load(os.path.abspath(path), chunks=chunks, dtype=dtype))
