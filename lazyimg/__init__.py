@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from lazyimg.errors import (
     CorruptImageError,
+    DimensionError,
     FileChangedError,
     ImageNotFoundError,
     LazyImgError,
@@ -32,6 +33,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "CorruptImageError",
+    "DimensionError",
     "FileChangedError",
     "ImageNotFoundError",
     "LazyImage",

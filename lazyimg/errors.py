@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptImageError",
+    "DimensionError",
     "FileChangedError",
     "ImageNotFoundError",
     "LazyImgError",
@@ -36,3 +37,7 @@ class CorruptImageError(LazyImgError, ValueError):
 
 class FileChangedError(LazyImgError, OSError):
     """A file changed (size or modification time) after it was opened with :func:`lazyimg.load`."""
+
+
+class DimensionError(LazyImgError, ValueError):
+    """A dimension name that matches no axis of the image (``chunks`` by name, dims to save)."""

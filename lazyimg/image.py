@@ -17,6 +17,7 @@ Views and copies, in one place:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 from lazyimg._graph import DiskArray, ReadTask, ViewProxy, full_disk_array, memory_array
+from lazyimg._io.axes import dim_axes
 from lazyimg._io.formats import (
     Source,
     describe,
@@ -35,7 +37,7 @@ from lazyimg._io.formats import (
     supports_raw,
 )
 from lazyimg._io.read import read
-from lazyimg._plan.chunks import Chunks, parse_chunks
+from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks
 from lazyimg._plan.index import Selection, compose, full_selection, normalize_index, selection_shape
 
 __all__ = ["LazyImage", "load"]
@@ -272,7 +274,10 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
     chunks : "auto", int, tuple or dict, optional
         ``"auto"`` (default) splits only along the slowest axis on disk, each
         chunk up to dask's ``array.chunk-size``. Anything dask accepts is
-        honoured.
+        honoured. Dict keys are axis numbers of nibabel's array or the
+        dimension names of :mod:`lazyimg.xarray` (``"i"``, ``"j"``, ``"k"``,
+        ``"time"``, ``"u"``, ...; for MINC files, which store time first,
+        ``"time"`` is array axis 0); axes left out follow ``"auto"``.
     dtype : None, "raw" or numpy dtype, optional
         None gives exactly ``np.asarray(nib.load(source).dataobj)``'s dtype and
         values (scaling applied); "raw" gives stored values without scaling; a
@@ -299,6 +304,8 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
     ((4, 5, 6, 7), 'F')
     >>> img.slicecopy[..., 2].shape
     (4, 5, 6)
+    >>> lazyimg.load(img, chunks={"time": 2}).chunks[3]
+    (2, 2, 2, 1)
     """
     if isinstance(source, LazyImage):
         source = source.nibabel_image
@@ -311,6 +318,8 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
             f"lazyimg.load takes a path or a nibabel image, got {type(source).__name__}."
         )
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image"
+    if isinstance(chunks, Mapping) and any(isinstance(k, str) for k in chunks):
+        chunks = named_chunks(chunks, dim_axes(nib_img, len(nib_img.shape), name), name)
     cast, raw = _parse_dtype(dtype, name)
     proxy = nib_img.dataobj
     order = disk_order(nib_img)

@@ -67,18 +67,7 @@ def layout(nib_img: Any, shape: tuple[int, ...], path: str | os.PathLike[str] | 
         }
         return Layout(dims, tuple(range(ndim)), plain, _provenance(nib_img, path, attrs))
     roles = _minc_roles(nib_img, ndim)
-    if roles is None:
-        perm = tuple(range(ndim))
-        dims = axis_names(ndim)
-    else:
-        spatial = [a for a, r in enumerate(roles) if r == "space"]
-        time = [a for a, r in enumerate(roles) if r == "time"]
-        other = [a for a, r in enumerate(roles) if r == "other"]
-        if len(spatial) > 3 or len(time) > 1:
-            raise ValueError(f"{path}: MINC dimensions {roles} cannot be labelled i, j, k, time.")
-        perm = tuple(spatial + time + other)
-        dims = tuple(SPATIAL[: len(spatial)]) + (TIME,) * len(time)
-        dims += axis_names(4 + len(other))[4:]
+    dims, perm = _dims_perm(roles, ndim, path)
     zooms = _zooms(nib_img, ndim, perm)
     coords: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     for d, axis in zip(dims, perm, strict=True):
@@ -97,6 +86,40 @@ def layout(nib_img: Any, shape: tuple[int, ...], path: str | os.PathLike[str] | 
             coords[TIME] = (values, {"units": "s", "long_name": "time"})
     attrs.update(_nifti_fields(nib_img.header))
     return Layout(dims, perm, coords, _provenance(nib_img, path, attrs))
+
+
+def dim_axes(nib_img: Any, ndim: int, path: Any = None) -> dict[str, int]:
+    """Which axis of the image's array (nibabel's order) each dimension name labels.
+
+    The names are those :func:`layout` gives; for MINC files, which store time
+    first, ``"time"`` names array axis 0.
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib
+    >>> dim_axes(nib.Nifti1Image(np.zeros((2, 3, 4, 5), "u1"), np.eye(4)), 4)
+    {'i': 0, 'j': 1, 'k': 2, 'time': 3}
+    """
+    if not isinstance(nib_img, nib.spatialimages.SpatialImage):
+        return {f"dim_{n}": n for n in range(ndim)}
+    dims, perm = _dims_perm(_minc_roles(nib_img, ndim), ndim, path)
+    return dict(zip(dims, perm, strict=True))
+
+
+def _dims_perm(
+    roles: list[str] | None, ndim: int, path: Any
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Dimension names and the array axis behind each (see :class:`Layout`)."""
+    if roles is None:
+        return axis_names(ndim), tuple(range(ndim))
+    spatial = [a for a, r in enumerate(roles) if r == "space"]
+    time = [a for a, r in enumerate(roles) if r == "time"]
+    other = [a for a, r in enumerate(roles) if r == "other"]
+    if len(spatial) > 3 or len(time) > 1:
+        raise ValueError(f"{path}: MINC dimensions {roles} cannot be labelled i, j, k, time.")
+    dims = tuple(SPATIAL[: len(spatial)]) + (TIME,) * len(time)
+    dims += axis_names(4 + len(other))[4:]
+    return dims, tuple(spatial + time + other)
 
 
 def _provenance(nib_img: Any, path: Any, attrs: dict[str, Any]) -> dict[str, Any]:

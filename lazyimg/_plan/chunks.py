@@ -18,6 +18,8 @@ import dask.array as da
 import numpy as np
 from dask.utils import parse_bytes
 
+from lazyimg.errors import DimensionError
+
 Chunks = tuple[tuple[int, ...], ...]
 
 
@@ -145,3 +147,65 @@ def parse_chunks(
             'Use "auto" (disk-aligned), an int, a tuple with one entry per axis, '
             "or a dict {axis: size}; -1 means the whole axis."
         ) from None
+
+
+def named_chunks(chunks: Mapping[Any, Any], axes: Mapping[str, int], name: str) -> dict[int, Any]:
+    """`chunks` keyed by dimension name (and/or axis number) as a dict keyed by array axis.
+
+    `axes` maps each dimension name to the array axis it labels (see
+    :func:`lazyimg._io.axes.dim_axes`); integer keys pass through unchanged.
+
+    Raises
+    ------
+    DimensionError
+        A name that labels no axis of this image.
+
+    Examples
+    --------
+    >>> named_chunks({"time": 50, 0: -1}, {"i": 0, "j": 1, "k": 2, "time": 3}, "bold.nii")
+    {3: 50, 0: -1}
+    """
+    out: dict[int, Any] = {}
+    for key, value in chunks.items():
+        if isinstance(key, str):
+            if key not in axes:
+                raise DimensionError(
+                    f"chunks for {name}: no dimension named {key!r}; this image's dimensions are "
+                    f"{tuple(axes)}. Use one of those names or an axis number."
+                )
+            key = axes[key]
+        if key in out:
+            raise DimensionError(
+                f"chunks for {name}: axis {key} is given twice (by name and by number)."
+            )
+        out[key] = value
+    return out
+
+
+def split_free_axes(chunks: Chunks, order: str) -> tuple[int, ...]:
+    """Axes along which every split is a clean cut through the file.
+
+    Each position along the slowest axis on disk is one contiguous run of
+    bytes, so cutting it anywhere never makes two chunks share a read. When the
+    plan also splits the next slowest axes (one slab is bigger than a chunk),
+    those are cut into single positions already, and are free as well, down to
+    the fastest axis the plan splits.
+
+    Examples
+    --------
+    >>> split_free_axes(((96,), (96,), (64,), (100,) * 6), "F")
+    (3,)
+    >>> split_free_axes(((1, 1), (1,) * 10, (10, 10), (20,)), "C")
+    (0, 1, 2)
+    >>> split_free_axes(((4,), (5,)), "C")
+    (0,)
+    """
+    slow_first = list(range(len(chunks)))
+    if order == "F":
+        slow_first.reverse()
+    free = slow_first[:1]
+    for axis in slow_first[1:]:
+        if len(chunks[axis]) <= 1:
+            break
+        free.append(axis)
+    return tuple(sorted(free))

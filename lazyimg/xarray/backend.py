@@ -9,6 +9,10 @@ dataset has one variable, ``"image"``, labelled as :mod:`lazyimg.xarray` says.
 * ``chunks={}`` or ``"auto"``: xarray builds dask arrays from the same
   BackendArray, following ``encoding["preferred_chunks"]``, lazyimg's
   disk-aligned plan (split along the slowest axis on disk).
+* ``chunks={"time": 10}``: any split of the slowest axis on disk is a clean
+  cut through the file, so it is accepted without xarray's "separate the
+  stored chunks" warning (see :class:`PreferredChunks`); splitting a faster
+  axis (``{"i": 10}``) still warns, since each chunk then needs many reads.
 
 The array holds a :class:`~lazyimg._io.formats.Source` -- paths and file
 identities, never an open handle -- so datasets pickle and travel to dask
@@ -28,12 +32,12 @@ from xarray.core import indexing
 
 from lazyimg._io.formats import Source
 from lazyimg._io.read import read
-from lazyimg._plan.chunks import parse_chunks
+from lazyimg._plan.chunks import parse_chunks, split_free_axes
 from lazyimg._plan.index import compose, full_selection
 from lazyimg.image import _parse_dtype, load
 from lazyimg.xarray.convert import VARIABLE_NAME, image_layout
 
-__all__ = ["SUFFIXES", "LazyImgBackendArray", "LazyImgBackendEntrypoint"]
+__all__ = ["SUFFIXES", "LazyImgBackendArray", "LazyImgBackendEntrypoint", "PreferredChunks"]
 
 #: File name endings the engine claims (compared case-insensitively).
 SUFFIXES = (
@@ -98,6 +102,39 @@ class LazyImgBackendArray(BackendArray):
         return (type(self), (self.source, self.perm, self.cast, self.raw))
 
 
+class PreferredChunks(dict[str, Any]):
+    """``encoding["preferred_chunks"]``: the disk plan, plus the axes any split suits.
+
+    xarray asks this mapping two questions with one method. With a default,
+    ``get(dim, size)`` asks which chunks ``chunks={}`` (and, as dask's
+    ``previous_chunks``, ``"auto"``) should give: the disk-aligned plan.
+    Without one, ``get(dim)`` asks for the stored grid that requested chunks
+    should not cut through; along the axes in `free` (the slowest on disk,
+    see :func:`lazyimg._plan.chunks.split_free_axes`) every position is its
+    own contiguous run of bytes, so the grid is one position and any split is
+    accepted. Stored values (``dict(self)``, what is pickled and printed) are
+    the plan.
+
+    Examples
+    --------
+    >>> pc = PreferredChunks({"i": (4,), "time": (5, 5)}, free=("time",))
+    >>> pc.get("time", 10), pc.get("time"), pc.get("i")
+    ((5, 5), 1, (4,))
+    """
+
+    def __init__(self, plan: dict[str, Any], free: Iterable[str] = ()) -> None:
+        super().__init__(plan)
+        self.free = frozenset(free)
+
+    def get(self, key: Any, *default: Any) -> Any:
+        if not default and key in self.free:
+            return 1
+        return super().get(key, *default)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (dict(self), tuple(self.free)))
+
+
 def _nothing_to_close() -> None:
     return None
 
@@ -137,7 +174,11 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
         lay = image_layout(img)
         array = LazyImgBackendArray(source, lay.perm, cast, raw)
         plan = parse_chunks("auto", source.shape, array.dtype, source.order, source.path)
-        preferred = {dim: plan[axis] for dim, axis in zip(lay.dims, lay.perm, strict=True)}
+        free = split_free_axes(plan, source.order)
+        preferred = PreferredChunks(
+            {dim: plan[axis] for dim, axis in zip(lay.dims, lay.perm, strict=True)},
+            free=[dim for dim, axis in zip(lay.dims, lay.perm, strict=True) if axis in free],
+        )
         variable = xr.Variable(
             lay.dims,
             indexing.LazilyIndexedArray(array),

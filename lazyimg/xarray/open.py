@@ -24,7 +24,8 @@ def open_dataarray(
         Any file :func:`lazyimg.load` opens.
     chunks : "auto", int, tuple or dict, optional
         As for :func:`lazyimg.load`: ``"auto"`` splits along the slowest axis on
-        disk. Dict keys are axis numbers of the file's array (nibabel's order).
+        disk. Dict keys are dimension names (``{"time": 50}``) or axis numbers
+        of the file's array (nibabel's order).
     dtype : None, "raw" or numpy dtype, optional
         As for :func:`lazyimg.load`.
 
@@ -42,6 +43,8 @@ def open_dataarray(
     >>> da = open_dataarray(write_fmri(tmp / "bold.nii", (8, 8, 4, 5), tr=2.0))
     >>> da.sizes["time"], float(da.time[1]), da.attrs["time_units"]
     (5, 2.0, 'sec')
+    >>> open_dataarray(tmp / "bold.nii", chunks={"time": 2}).chunks[-1]
+    (2, 2, 1)
     """
     # absolute, so attrs["source"] and the graph stay right after a chdir or on a worker
     return to_xarray(load(os.path.abspath(path), chunks=chunks, dtype=dtype))
