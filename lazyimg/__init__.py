@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from lazyimg._io.files import count_bytes
+from lazyimg._io.files import total_bytes_read as bytes_read
 from lazyimg.errors import (
     CorruptImageError,
     DimensionError,
     FileChangedError,
     ImageNotFoundError,
     LazyImgError,
+    MissingDependencyError,
     NotAnImageError,
 )
 from lazyimg.image import LazyImage, load
@@ -38,8 +41,11 @@ __all__ = [
     "ImageNotFoundError",
     "LazyImage",
     "LazyImgError",
+    "MissingDependencyError",
     "NotAnImageError",
     "__version__",
+    "bytes_read",
+    "count_bytes",
     "load",
     "open_dataarray",
     "save",

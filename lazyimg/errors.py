@@ -15,6 +15,7 @@ __all__ = [
     "FileChangedError",
     "ImageNotFoundError",
     "LazyImgError",
+    "MissingDependencyError",
     "NotAnImageError",
 ]
 
@@ -41,3 +42,7 @@ class FileChangedError(LazyImgError, OSError):
 
 class DimensionError(LazyImgError, ValueError):
     """A dimension name that matches no axis of the image (``chunks`` by name, dims to save)."""
+
+
+class MissingDependencyError(LazyImgError, ImportError):
+    """An optional package this file or feature needs is not installed; the message names the extra."""

@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,70 @@ def count_read(nbytes: int) -> None:
     global bytes_read
     with _count_lock:
         bytes_read += nbytes
+
+
+def total_bytes_read() -> int:
+    """Voxel bytes lazyimg has read in this process since it started.
+
+    Counts the uncompressed bytes lazyimg's reads hand over (for a compressed
+    file, what was decompressed for the selection, not the bytes on disk). Each
+    process counts its own reads: on a dask cluster ask every worker, e.g.
+    ``client.run(lazyimg.bytes_read)``.
+
+    Examples
+    --------
+    >>> import lazyimg
+    >>> isinstance(lazyimg.bytes_read(), int)
+    True
+    """
+    return bytes_read
+
+
+class ByteCount:
+    """Bytes read in this process inside a ``with count_bytes() as n:`` block (``n.bytes``)."""
+
+    def __init__(self) -> None:
+        self._start = bytes_read
+        self._end: int | None = None
+
+    @property
+    def bytes(self) -> int:
+        """Bytes read so far inside the block, or in all of it once the block has ended."""
+        return (bytes_read if self._end is None else self._end) - self._start
+
+    def __repr__(self) -> str:
+        return f"<ByteCount {self.bytes} bytes>"
+
+
+@contextlib.contextmanager
+def count_bytes() -> Iterator[ByteCount]:
+    """Count the voxel bytes lazyimg reads in this process inside a ``with`` block.
+
+    Yields
+    ------
+    ByteCount
+        Its ``bytes`` attribute holds the uncompressed bytes read in the block
+        (by every thread of this process; reads on other processes, such as
+        dask workers, are not seen: see :func:`lazyimg.bytes_read`).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, lazyimg
+    >>> from lazyimg.testing import make_image
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = make_image(tmp.name + "/img.nii", np.zeros((8, 8, 4, 10), "int16"))
+    >>> img = lazyimg.load(path)
+    >>> with lazyimg.count_bytes() as n:
+    ...     vol = img.slicecopy[..., 3]
+    >>> n.bytes  # one 8 x 8 x 4 volume of int16
+    512
+    >>> tmp.cleanup()
+    """
+    counter = ByteCount()
+    try:
+        yield counter
+    finally:
+        counter._end = bytes_read
 
 
 class _Entry:

@@ -28,9 +28,15 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from nibabel.arrayproxy import ArrayProxy
+from nibabel.tripwire import TripWireError
 from nibabel.volumeutils import apply_read_scaling
 
-from lazyimg.errors import CorruptImageError, ImageNotFoundError, NotAnImageError
+from lazyimg.errors import (
+    CorruptImageError,
+    ImageNotFoundError,
+    MissingDependencyError,
+    NotAnImageError,
+)
 
 _MAGIC = {
     b"\x1f\x8b": "gzip",
@@ -140,6 +146,8 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
             f"{p}: a file this image needs is missing ({err.filename or err}). "
             "Keep header and data files (.hdr/.img, .HEAD/.BRIK, .PAR/.REC) together."
         ) from None
+    except (ImportError, TripWireError) as err:
+        raise MissingDependencyError(_missing_package(p, err)) from None
     except MemoryError:
         raise CorruptImageError(
             f"{p}: the header asks for an impossible amount of memory."
@@ -149,6 +157,21 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
             f"{p}: nibabel could not read the header ({type(err).__name__}: {err}). "
             "The file is damaged or not what its suffix says."
         ) from None
+
+
+#: The lazyimg extra that installs a package nibabel may need to read a file.
+_EXTRAS = {"h5py": "minc", "zstd": "zstd", "backports.zstd": "zstd", "matplotlib": "plot"}
+
+
+def _missing_package(path: Path, err: Exception) -> str:
+    """Say which package reading `path` needs and which lazyimg extra installs it."""
+    name = err.name if isinstance(err, ImportError) else None
+    name = name or next((n for n in _EXTRAS if f"package {n} " in str(err)), "")
+    extra = _EXTRAS.get(name, "all")
+    return (
+        f"{path}: reading this file needs {name or 'a package'}, which is not installed "
+        f'({type(err).__name__}: {err}). Install it with: pip install "lazyimg[{extra}]"'
+    )
 
 
 def _raise_if_damaged_stream(path: Path) -> None:
