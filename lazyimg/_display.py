@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from dask.utils import format_bytes
 
+from lazyimg._io.formats import stored_dtype
+
 if TYPE_CHECKING:
     from lazyimg.image import LazyImage
 
@@ -25,7 +27,7 @@ def html_repr(img: LazyImage) -> str:
     nib_img = img.nibabel_image
     src = img.source
     name = html.escape(str(img.path) if img.path else "in-memory image")
-    stored = np.dtype(nib_img.get_data_dtype()) if hasattr(nib_img, "get_data_dtype") else img.dtype
+    stored = stored_dtype(nib_img) or img.dtype
     where = (
         f"{format_bytes(sum(f.size for f in src.files))} on disk"
         + (f" ({src.compression})" if src and src.compression else "")

@@ -34,6 +34,7 @@ from lazyimg._io.formats import (
     disk_order,
     image_files,
     open_nibabel,
+    stored_dtype,
     supports_raw,
 )
 from lazyimg._io.read import read
@@ -233,11 +234,7 @@ class LazyImage:
 
     def __repr__(self) -> str:
         name = self.path.name if self.path else "<in memory>"
-        stored = (
-            np.dtype(self._nib.get_data_dtype())
-            if hasattr(self._nib, "get_data_dtype")
-            else self.dtype
-        )
+        stored = stored_dtype(self._nib) or self.dtype
         nchunks = int(np.prod(self.data.numblocks))
         chunk = "x".join(str(max(c) if c else 0) for c in self.chunks)
         where = f"{format_bytes(_disk_size(self))} on disk" if self._task else "in memory"

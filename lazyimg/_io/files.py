@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyimg._io.formats import FileId, Source
+from lazyimg._io.formats import FileId, Source, reopen
 from lazyimg.errors import CorruptImageError, FileChangedError, ImageNotFoundError
 
 #: How many files one process keeps open.
@@ -270,10 +270,7 @@ def nibabel_image(source: Source) -> _Entry:
     """A nibabel image reopened from its path (for formats lazyimg does not read itself)."""
 
     def opener() -> tuple[Any, Callable[[], None]]:
-        import nibabel as nib
-
-        img = nib.load(source.path)
-        return img, lambda: None
+        return reopen(source), lambda: None
 
     return entry(("nibabel", source.files), opener)
 

@@ -185,22 +185,20 @@ def _raise_if_damaged_stream(path: Path) -> None:
 
 
 def image_files(img: Any) -> tuple[FileId, ...]:
-    """Identities of every file on disk that makes up `img`, image file first."""
+    """Identities of every file on disk that makes up `img`, image file first, each once.
+
+    Names are compared as absolute paths: nibabel may keep ``"a.nii"`` for one
+    role and the same file under another spelling for another.
+    """
+    holders = [img.file_map.get(key) for key in ("image", "header")]
+    holders += list(img.file_map.values())
     names: list[str] = []
-    for key in ("image", "header"):
-        holder = img.file_map.get(key)
-        if holder is not None and isinstance(holder.filename, (str, os.PathLike)):
-            name = os.fspath(holder.filename)
-            if name not in names and os.path.exists(name):
-                names.append(name)
-    for holder in img.file_map.values():
-        name = holder.filename
-        if (
-            isinstance(name, (str, os.PathLike))
-            and os.fspath(name) not in names
-            and os.path.exists(name)
-        ):
-            names.append(os.fspath(name))
+    for holder in holders:
+        name = getattr(holder, "filename", None)
+        if isinstance(name, (str, os.PathLike)):
+            full = os.path.abspath(name)
+            if full not in names and os.path.exists(full):
+                names.append(full)
     return tuple(FileId.of(n) for n in names)
 
 
@@ -233,7 +231,7 @@ def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source
             f"{path}: the data file of {header[0].path if header else 'this image'} is missing. "
             "Keep header and data files (.hdr/.img, .HEAD/.BRIK) together."
         ) from None
-    others = tuple(f for f in image_files(img) if f.path != path)
+    others = tuple(f for f in image_files(img) if f.path != data_file.path)
     stored = np.dtype(proxy.dtype)
     if stored.hasobject or stored.itemsize == 0:
         raise CorruptImageError(f"{path}: the header gives an unusable data type {stored}.")
@@ -314,11 +312,34 @@ def _describe_nibabel(
     )
 
 
+def stored_dtype(img: Any) -> np.dtype[Any] | None:
+    """The dtype `img` keeps on disk (ECAT: the common type of its frames), None if unknown."""
+    get = getattr(img, "get_data_dtype", None)
+    if get is None:
+        return None
+    if isinstance(img, nib.ecat.EcatImage):  # one stored type per frame
+        return np.result_type(*(np.dtype(get(f)) for f in range(max(1, img.shape[-1]))))
+    return np.dtype(get())
+
+
+def reopen(source: Source) -> Any:
+    """The nibabel image of a ``"nibabel"`` Source, opened again by its own class."""
+    cls = _CLASSES.get(source.image_class)
+    return nib.load(source.path) if cls is None else cls.from_filename(source.path)
+
+
+_CLASSES: dict[str, Any] = {
+    c.__name__: c for c in (*nib.imageclasses.all_image_classes, nib.ecat.EcatImage)
+}
+
+
 def _generic_dtypes(
     img: Any, proxy: Any, shape: tuple[int, ...]
 ) -> tuple[np.dtype[Any], np.dtype[Any]]:
-    stored = np.dtype(img.get_data_dtype())
+    stored = stored_dtype(img) or np.dtype(proxy.dtype)
     kind = type(proxy).__name__
+    if kind == "EcatImageArrayProxy":  # nibabel scales every frame to float64
+        return stored, np.dtype(np.float64)
     if kind == "MincImageArrayProxy":
         # nibabel returns floats as stored and maps integers through float64 scaling
         return stored, stored if stored.kind == "f" else np.dtype(np.float64)
