@@ -14,6 +14,7 @@ __all__ = [
     "DimensionError",
     "FileChangedError",
     "ImageNotFoundError",
+    "ImagePermissionError",
     "LazyImgError",
     "MissingDependencyError",
     "NotAnImageError",
@@ -28,6 +29,10 @@ class ImageNotFoundError(LazyImgError, FileNotFoundError):
     """The path (or a file the image needs, such as a ``.REC`` or ``.BRIK``) does not exist."""
 
 
+class ImagePermissionError(LazyImgError, PermissionError):
+    """A file of the image (or the target of a save) may not be read or written by this user."""
+
+
 class NotAnImageError(LazyImgError, ValueError):
     """No nibabel image class recognises the file."""
 
@@ -37,7 +42,7 @@ class CorruptImageError(LazyImgError, ValueError):
 
 
 class FileChangedError(LazyImgError, OSError):
-    """A file changed (size or modification time) after it was opened with :func:`lazyimg.load`."""
+    """A file changed (size, modification time, inode or ctime) after :func:`lazyimg.load` opened it."""
 
 
 class DimensionError(LazyImgError, ValueError):

@@ -1,4 +1,4 @@
-"""Per-process cache of open files, keyed by path and identity (size, mtime).
+"""Per-process cache of open files, keyed by path and identity (size, mtime, inode, ctime).
 
 Graphs carry only :class:`~lazyimg._io.formats.FileId` recipes; the first task in
 a process (a thread of the local scheduler or a dask worker) to need a file
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from lazyimg._io.formats import FileId, Source, reopen
+from lazyimg._io.formats import Source, reopen
+from lazyimg._io.identity import FileId, check_readable
 from lazyimg.errors import CorruptImageError, FileChangedError, ImageNotFoundError
 
 #: How many files one process keeps open.
@@ -173,7 +174,9 @@ def check_identity(fid: FileId) -> None:
             "this same path (a shared file system mounted at the same place, or identical "
             "copies); if it was moved or removed, restore it or load it again."
         ) from None
-    if st.st_size != fid.size or st.st_mtime_ns != fid.mtime_ns:
+    changed = fid.changes(st)
+    if changed:
+        check_readable(fid.path)  # a chmod changes the ctime too: say what matters
         where = f" as seen by dask worker {worker}" if worker else ""
         copies = (
             " If the workers read their own copies, copy the file with its modification time "
@@ -183,8 +186,7 @@ def check_identity(fid: FileId) -> None:
         )
         raise FileChangedError(
             f"{fid.path}: the file changed after it was opened with lazyimg.load{where} "
-            f"(size {fid.size} -> {st.st_size} bytes, mtime changed: "
-            f"{st.st_mtime_ns != fid.mtime_ns}). Results would mix old and new data; "
+            f"(changed: {'; '.join(changed)}). Results would mix old and new data; "
             f"call lazyimg.load again to read the new file.{copies}"
         )
 
@@ -231,8 +233,12 @@ def raw_file(source: Source) -> _Entry:
     fid = source.files[0]
 
     def opener() -> tuple[Any, Callable[[], None]]:
+        check_readable(fid.path)  # a decoder handed an unreadable path may crash
         if source.compression is None:
             fd = os.open(fid.path, os.O_RDONLY)
+            if fid.changes(os.fstat(fd)):  # replaced between the check and the open
+                os.close(fd)
+                check_identity(fid)
             return fd, lambda: os.close(fd)
         if source.compression == "gzip":
             from lazyimg._io.gzip.reader import GzipReader
@@ -270,6 +276,8 @@ def nibabel_image(source: Source) -> _Entry:
     """A nibabel image reopened from its path (for formats lazyimg does not read itself)."""
 
     def opener() -> tuple[Any, Callable[[], None]]:
+        for fid in source.files:
+            check_readable(fid.path)
         return reopen(source), lambda: None
 
     return entry(("nibabel", source.files), opener)

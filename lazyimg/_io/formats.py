@@ -3,7 +3,7 @@
 :func:`open_nibabel` turns a path into a nibabel image with lazyimg's errors;
 :func:`describe` turns a proxied nibabel image into a :class:`Source`, the
 small picklable recipe every read task carries. A Source holds paths and
-file identities (size, mtime), never an open handle or a nibabel object:
+file identities (size, mtime, inode, ctime), never an open handle or a nibabel object:
 MINC and PAR/REC proxies do not pickle, and a ``.nii.gz`` proxy drags its
 whole gzip index along.
 
@@ -31,9 +31,11 @@ from nibabel.arrayproxy import ArrayProxy
 from nibabel.tripwire import TripWireError
 from nibabel.volumeutils import apply_read_scaling
 
+from lazyimg._io.identity import FileId, check_readable, files_of, unreadable
 from lazyimg.errors import (
     CorruptImageError,
     ImageNotFoundError,
+    ImagePermissionError,
     MissingDependencyError,
     NotAnImageError,
 )
@@ -43,22 +45,6 @@ _MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
     b"BZh": "bz2",
 }
-
-
-@dataclass(frozen=True)
-class FileId:
-    """A file by path and identity: a task refuses to read it if either changed."""
-
-    path: str
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, path: str | os.PathLike[str]) -> FileId:
-        # absolute, so a worker (or a notebook that changes directory) finds the same file
-        path = os.path.abspath(path)
-        st = os.stat(path)
-        return cls(path, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +118,8 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
         )
     if p.is_dir():
         raise NotAnImageError(f"{p}: is a directory, not an image file.")
+    for name in files_of(p):  # before nibabel: indexed_gzip crashes on an unreadable file
+        check_readable(name)
     try:
         return nib.load(p)
     except nib.filebasedimages.ImageFileError as err:
@@ -141,6 +129,8 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
             f"{p}: not an image nibabel can read (tried {tried}; nibabel said: {err}). "
             "Check that the file is a neuroimaging image and that its name has the right suffix."
         ) from None
+    except PermissionError as err:
+        raise ImagePermissionError(unreadable(err.filename or p)) from None
     except FileNotFoundError as err:
         raise ImageNotFoundError(
             f"{p}: a file this image needs is missing ({err.filename or err}). "

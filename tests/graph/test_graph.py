@@ -157,7 +157,8 @@ def test_name_changes_with_the_file(files: dict[str, Path]) -> None:
     after = lazyimg.load(path).data.name
     assert after != before
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert lazyimg.load(path).data.name == before
+    # the mtime is back, but the ctime moved: the file may have been rewritten meanwhile
+    assert lazyimg.load(path).data.name not in (before, after)
 
 
 def test_raw_and_scaled_names_differ(files: dict[str, Path]) -> None:
