@@ -27,7 +27,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 from lazyimg._graph import DiskArray, ReadTask, ViewProxy, full_disk_array, memory_array
-from lazyimg._io.axes import dim_axes
+from lazyimg._io.axes import dim_axes, selection_affine
 from lazyimg._io.formats import (
     Source,
     describe,
@@ -216,10 +216,10 @@ class LazyImage:
             canonical = helper.check_slicing(index)
         except ValueError as err:
             raise IndexError(*err.args) from None
-        new_shape = selection_shape(compose(full_selection(self.shape), canonical))
-        if 0 in new_shape:
+        here = compose(full_selection(self.shape), canonical)
+        if 0 in selection_shape(here):
             raise IndexError("Empty slice requested")
-        affine = helper.slice_affine(canonical)
+        affine = selection_affine(self.affine, here)  # not nibabel's: see its docstring
         data = self.data[canonical]
         if self._task is None:
             view = self.dataobj[canonical]

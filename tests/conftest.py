@@ -81,6 +81,26 @@ def bytes_read() -> int:
     return _files.bytes_read
 
 
+def assert_world_positions_kept(
+    before: np.ndarray, after: np.ndarray, shape: tuple[int, ...], spatial: tuple[slice, ...]
+) -> None:
+    """Every voxel spatial slices `spatial` of `shape` keep is where it was in the world.
+
+    ``after`` applied to the new voxel indices equals ``before`` applied to the
+    indices those voxels had: geometry as the oracle, not nibabel's affine.
+    """
+    k = len(shape)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1)
+    old = grid[tuple(spatial)]
+    new = np.stack(np.meshgrid(*(np.arange(n) for n in old.shape[:-1]), indexing="ij"), -1)
+    np.testing.assert_allclose(
+        new @ after[:3, :k].T + after[:3, 3],
+        old @ before[:3, :k].T + before[:3, 3],
+        rtol=0,
+        atol=1e-9,
+    )
+
+
 # --------------------------------------------------------------------------- index strategies
 
 

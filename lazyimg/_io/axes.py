@@ -9,7 +9,7 @@ bottom go back from labels to the numbers a NIfTI header needs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,3 +288,19 @@ def grid_affine(affine: np.ndarray, grids: Mapping[str, tuple[float, float]]) ->
         index[axis, axis] = step
         index[axis, 3] = start
     return affine @ index
+
+
+def selection_affine(affine: np.ndarray, sel: Sequence[Any]) -> np.ndarray:
+    """The affine of a selection (one ``range`` per spatial axis) of an image with `affine`.
+
+    Every kept voxel stays where it was in the world. nibabel's ``slice_affine``
+    takes ``start or 0`` and so misplaces ``[-3:]`` and ``[::-1]``; here the first
+    kept index is the start. An axis left with one voxel keeps its voxel size
+    (step 1), as :func:`index_grid` says for a length-1 coordinate.
+    """
+    grids = {
+        dim: (float(item[0]), float(item.step if len(item) > 1 else 1))
+        for dim, item in zip(SPATIAL, sel, strict=False)
+        if isinstance(item, range) and len(item)
+    }
+    return grid_affine(affine, grids)
