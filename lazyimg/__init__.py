@@ -20,6 +20,7 @@ from lazyimg.errors import (
     LazyImgError,
     MissingDependencyError,
     NotAnImageError,
+    OutOfRangeError,
 )
 from lazyimg.image import LazyImage, load
 from lazyimg.write import save
@@ -45,6 +46,7 @@ __all__ = [
     "LazyImgError",
     "MissingDependencyError",
     "NotAnImageError",
+    "OutOfRangeError",
     "__version__",
     "bytes_read",
     "count_bytes",

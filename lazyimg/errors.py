@@ -18,6 +18,7 @@ __all__ = [
     "LazyImgError",
     "MissingDependencyError",
     "NotAnImageError",
+    "OutOfRangeError",
 ]
 
 
@@ -51,3 +52,7 @@ class DimensionError(LazyImgError, ValueError):
 
 class MissingDependencyError(LazyImgError, ImportError):
     """An optional package this file or feature needs is not installed; the message names the extra."""
+
+
+class OutOfRangeError(LazyImgError, ValueError):
+    """Values that the data type asked for on disk cannot hold (``save(..., dtype="stored")``)."""

@@ -158,6 +158,11 @@ class LazyImage:
         return self._task is not None
 
     @property
+    def is_raw(self) -> bool:
+        """True for stored values before the header's scaling (``load(..., dtype="raw")``)."""
+        return self._task is not None and self._task.raw
+
+    @property
     def source(self) -> Source | None:
         """The picklable recipe the read tasks carry (None in memory)."""
         return None if self._task is None else self._task.source

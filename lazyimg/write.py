@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from dask.delayed import Delayed
 
 from lazyimg._plan.chunks import chunk_limit, disk_chunks
 from lazyimg._write.atomic import RegionWriter, SaveJob
-from lazyimg._write.header import build_header, from_obj, header_bytes, nifti_order, out_dtype
+from lazyimg._write.header import build_header, header_bytes, out_dtype
+from lazyimg._write.labels import Labelled, from_obj, nifti_order, rename
+from lazyimg._write.stored import to_stored
 
 __all__ = ["RegionWriter", "save"]
 
@@ -115,6 +118,23 @@ def _parse_level(level: Any) -> int:
     return int(level)
 
 
+def _values(
+    lab: Labelled, dtype: Any, name: str
+) -> tuple[da.Array, np.dtype[Any], tuple[float, float] | None]:
+    """The values to write, their dtype on disk and the scale factors to record."""
+    if isinstance(dtype, str) and dtype == "stored":
+        if lab.stored is None:
+            raise TypeError(
+                f"lazyimg.save of {name}: dtype='stored' needs the file the values came from, "
+                "and this array has none (no LazyImage, no attrs['nifti_header']); pass a "
+                "numpy dtype such as 'int16'."
+            )
+        disk, slope, inter = lab.stored
+        data = lab.data if lab.raw is not None else to_stored(lab.data, disk, slope, inter, name)
+        return data, disk, (slope, inter)
+    return lab.data, out_dtype(dtype, lab.data.dtype, name), lab.raw
+
+
 def save(
     obj: Any,
     path: str | os.PathLike[str],
@@ -122,6 +142,7 @@ def save(
     affine: np.ndarray | None = None,
     header: Any = None,
     dtype: Any = None,
+    dims: Mapping[str, str] | None = None,
     compute: bool = True,
     compresslevel: int = 6,
 ) -> Any:
@@ -143,10 +164,22 @@ def save(
     header : nibabel header, optional
         Template for fields lazyimg does not derive (slice timing, ``cal_min``,
         extensions, ...). A LazyImage of a NIfTI file uses its own header.
-    dtype : numpy dtype, optional
+    dtype : numpy dtype or "stored", optional
         Data type on disk; default the array's (booleans as uint8, float16 as
         float32). Values are cast as numpy's ``astype`` does, and written
-        unscaled.
+        unscaled. ``"stored"`` writes the type and scale factors
+        (``scl_slope``, ``scl_inter``) of the file the values came from -- a
+        LazyImage's own file, or the header in a DataArray's
+        ``attrs["nifti_header"]`` -- so a scaled int16 image stays int16 with
+        its scaling; values are rounded to the stored steps, and ones the
+        stored type cannot hold fail the save (:class:`~lazyimg.errors.OutOfRangeError`).
+        Stored values (``load(..., dtype="raw")``, or a DataArray with
+        ``scl_slope``/``scl_inter`` attrs) are always written with their
+        scale factors, so the file's values stay the original file's.
+    dims : dict, optional
+        New names for a DataArray's dims NIfTI has no place for, e.g.
+        ``{"subject": "u"}``; without it such dims are refused
+        (:class:`~lazyimg.errors.DimensionError`).
     compute : bool
         False returns a :class:`dask.delayed.Delayed` that does all of it when
         computed (its ``.compute()`` cleans up after a failure, too).
@@ -182,7 +215,7 @@ def save(
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     target, compressed = _parse_target(path)
     level = _parse_level(compresslevel)
-    lab = nifti_order(from_obj(obj, name), name)
+    lab = nifti_order(rename(from_obj(obj, name), dims, name), name)
     if lab.data.ndim == 0:
         raise ValueError(f"lazyimg.save of {name}: a scalar is not an image; give an array.")
     template = header if header is not None else lab.template
@@ -194,10 +227,11 @@ def save(
                 f"lazyimg.save of {name}: header must be a nibabel header, got "
                 f"{type(template).__name__}."
             ) from None
-    hdr = build_header(lab, out_dtype(dtype, lab.data.dtype, name), affine, template, name)
+    data, want, scaling = _values(lab, dtype, name)
+    hdr = build_header(lab, want, affine, template, name, scaling)
     disk_dtype = hdr.get_data_dtype()  # with the header's byte order
 
-    data = lab.data if lab.data.dtype == disk_dtype else lab.data.astype(disk_dtype)
+    data = data if data.dtype == disk_dtype else data.astype(disk_dtype)
     slabs = _slab_chunks(data)
     if slabs is not None and slabs != data.chunks:
         data = data.rechunk(slabs)

@@ -1,29 +1,25 @@
 """From a labelled array to a NIfTI header: the way back from :func:`lazyimg._io.axes.layout`.
 
-:func:`from_obj` turns whatever :func:`lazyimg.write.save` was given (a
-LazyImage, a DataArray, a dask or numpy array) into a :class:`Labelled` array;
-:func:`nifti_order` puts its axes in NIfTI order by name; :func:`build_header`
-works out the header -- affine from ``attrs["affine"]`` and the ``i, j, k``
-coordinates, voxel sizes from ``attrs["zooms"]`` and the coordinate steps, TR
-and ``toffset`` from a time coordinate in seconds, units, codes, description
-and intent from attrs, anything else from a template header. The rules are
-those written down in :mod:`lazyimg.xarray`.
+:func:`build_header` works out the header of a :class:`~lazyimg._write.labels.Labelled`
+array -- affine from ``attrs["affine"]`` and the ``i, j, k`` coordinates, voxel
+sizes from ``attrs["zooms"]`` and the coordinate steps, TR and ``toffset`` from
+a time coordinate in seconds, units, codes, description and intent from attrs,
+scale factors for stored values, anything else (slice timing, ``cal_min``,
+``dim_info``, extensions, ...) from a template header: the file's own, or the
+one ``attrs["nifti_header"]`` carries (:mod:`lazyimg._write.fields`). The rules
+are those written down in :mod:`lazyimg.xarray`.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import dask.array as da
 import nibabel as nib
 import numpy as np
 
-from lazyimg._graph import memory_array
 from lazyimg._io.axes import (
-    CANONICAL,
     SPATIAL,
     TIME,
     TIME_FACTORS,
@@ -31,118 +27,12 @@ from lazyimg._io.axes import (
     axis_names,
     grid_affine,
     index_grid,
-    layout,
 )
-from lazyimg._plan.chunks import chunk_limit, disk_chunks
+from lazyimg._write.labels import Labelled
 
-__all__ = ["Labelled", "build_header", "from_obj", "header_bytes", "nifti_order", "out_dtype"]
+__all__ = ["build_header", "header_bytes", "out_dtype"]
 
 _MAX_NIFTI1_DIM = 32767
-
-
-@dataclass
-class Labelled:
-    """An array with names, 1-D (or scalar) coordinates, attrs and a header template."""
-
-    data: da.Array
-    dims: tuple[str, ...]
-    coords: dict[str, tuple[np.ndarray, dict[str, Any]]]
-    attrs: dict[str, Any]
-    template: Any = None
-    labelled: bool = False
-    """True for a DataArray: its geometry must come from its attrs (or arguments)."""
-
-
-@runtime_checkable
-class ImageLike(Protocol):
-    """What the writer needs of a :class:`lazyimg.LazyImage` (which stands above this layer)."""
-
-    @property
-    def nibabel_image(self) -> Any: ...
-    @property
-    def data(self) -> da.Array: ...
-    @property
-    def shape(self) -> tuple[int, ...]: ...
-    @property
-    def header(self) -> Any: ...
-    @property
-    def path(self) -> Any: ...
-
-
-def from_obj(obj: Any, name: str) -> Labelled:
-    """Dims, coordinates, attrs and header template of what :func:`lazyimg.write.save` got.
-
-    A LazyImage is labelled as :func:`lazyimg.xarray.to_xarray` would label it;
-    a DataArray keeps its own labels; a plain array gets positional NIfTI names.
-    """
-    if isinstance(obj, ImageLike):
-        lay = layout(obj.nibabel_image, obj.shape, obj.path)
-        data = obj.data
-        if lay.perm != tuple(range(len(lay.perm))):
-            data = data.transpose(lay.perm)
-        header = obj.header
-        template = header if isinstance(header, nib.Nifti1Header) else None
-        return Labelled(data, lay.dims, dict(lay.coords), dict(lay.attrs), template)
-    if type(obj).__name__ == "DataArray" and hasattr(obj, "variable"):
-        return _from_dataarray(obj)
-    if isinstance(obj, da.Array):
-        return Labelled(obj, axis_names(obj.ndim), {}, {})
-    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__"):
-        arr = np.asarray(obj)
-        return Labelled(_wrap(arr), axis_names(arr.ndim), {}, {})
-    raise TypeError(
-        f"lazyimg.save of {name}: cannot save a {type(obj).__name__}. Pass a LazyImage, an "
-        "xarray.DataArray, a dask array or a numpy array."
-    )
-
-
-def _wrap(arr: np.ndarray) -> da.Array:
-    """A dask array over `arr` that slices it rather than copying it."""
-    chunks = disk_chunks(arr.shape, arr.dtype.itemsize, "F", chunk_limit())
-    return memory_array(arr, chunks, None)
-
-
-def _from_dataarray(obj: Any) -> Labelled:
-    if obj.chunks is not None:
-        data = obj.data
-    elif obj.variable._in_memory:
-        data = _wrap(obj.values)
-    else:  # lazily indexed (engine="lazyimg", chunks=None): chunk it the way the file is laid out
-        preferred = obj.encoding.get("preferred_chunks") or {}
-        data = obj.chunk({d: preferred.get(d, "auto") for d in obj.dims}).data
-    coords: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
-    for cname, coord in obj.coords.items():
-        if coord.ndim == 0 or (coord.ndim == 1 and coord.dims[0] == cname):
-            coords[str(cname)] = (np.asarray(coord.values), dict(coord.attrs))
-    return Labelled(data, tuple(str(d) for d in obj.dims), coords, dict(obj.attrs), labelled=True)
-
-
-def nifti_order(lab: Labelled, name: str) -> Labelled:
-    """Put the axes in NIfTI order (i, j, k, time, u, v, w, then others).
-
-    Spatial (and time) axes that were indexed away come back with length 1
-    when other named axes remain, so the file keeps NIfTI's meaning of each
-    axis.
-    """
-    dims = list(lab.dims)
-    if not any(d in CANONICAL for d in dims):
-        return lab
-    data = lab.data
-    need = list(SPATIAL)
-    if any(d not in (*SPATIAL, TIME) for d in dims):
-        need.append(TIME)
-    for d in need:
-        if d not in dims:
-            data = data[..., None]
-            dims.append(d)
-    known = [d for d in CANONICAL if d in dims]
-    order = known + [d for d in dims if d not in CANONICAL]
-    if len(order) > 7:
-        raise ValueError(
-            f"lazyimg.save of {name}: NIfTI holds at most 7 axes, the array has dims {tuple(order)}."
-        )
-    data = data.transpose([dims.index(d) for d in order])
-    return Labelled(data, tuple(order), lab.coords, lab.attrs, lab.template, lab.labelled)
 
 
 # --------------------------------------------------------------------------- header
@@ -177,8 +67,13 @@ def build_header(
     affine: np.ndarray | None,
     template: Any,
     name: str,
+    scaling: tuple[float, float] | None = None,
 ) -> nib.Nifti1Header:
-    """The NIfTI header of `lab` written as `dtype` (see the module docstring)."""
+    """The NIfTI header of `lab` written as `dtype` (see the module docstring).
+
+    `scaling` is the ``(slope, inter)`` that turns the values written into
+    real ones; None writes them as they are.
+    """
     shape = tuple(int(n) for n in lab.data.shape)
     attrs = lab.attrs
     klass = _header_class(template, shape)
@@ -204,7 +99,10 @@ def build_header(
             "uint8, int8, int16, uint16, int32, uint32, int64, uint64, float32, float64, "
             "complex64, complex128."
         ) from None
-    hdr.set_slope_inter(None, None)  # values are written as they are
+    if scaling is None or scaling == (1.0, 0.0):
+        hdr.set_slope_inter(None, None)  # values are written as they are
+    else:
+        hdr.set_slope_inter(*scaling)
     hdr["vox_offset"] = 0  # recomputed from the extensions when written
 
     grids = {}
@@ -242,7 +140,8 @@ def build_header(
     if "description" in attrs:
         hdr["descrip"] = str(attrs["description"]).encode("latin-1", "replace")[:79]
     if "intent" in attrs:
-        params = tuple(float(p) for p in attrs.get("intent_params", ()))
+        # netCDF gives a one-item list back as a scalar
+        params = tuple(float(p) for p in np.ravel(attrs.get("intent_params", ())))
         try:
             hdr.set_intent(attrs["intent"], params, name=str(attrs.get("intent_name", "")))
         except Exception as err:
@@ -294,7 +193,7 @@ def _zooms(
     template: Any,
 ) -> tuple[list[float], float | None]:
     """pixdim for every axis, and toffset when the time coordinate gives one."""
-    known = list(attrs.get("zooms", ()))
+    known = [float(z) for z in np.ravel(attrs.get("zooms", ()))]
     if not known and template is not None:
         known = [float(z) for z in template.get_zooms()]
     names = axis_names(max(len(known), 7))

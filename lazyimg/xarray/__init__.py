@@ -44,6 +44,17 @@ Attributes
         NIfTI only, where present.
     ``source``, ``format``
         The file opened and nibabel's image class (e.g. ``"Nifti1Image"``).
+    ``nifti_header``
+        NIfTI only: the whole header as a JSON string, every field by name and
+        the extensions in base64 (see :mod:`lazyimg._write.fields`). It rides
+        through ``to_zarr`` and ``to_netcdf`` unchanged, and
+        :func:`lazyimg.save` takes the fields the labels above do not give from
+        it (slice timing, ``cal_min``/``cal_max``, ``dim_info``, extensions,
+        and the stored type and scaling for ``dtype="stored"``).
+    ``scl_slope``, ``scl_inter``
+        Only with ``dtype="raw"``: the values are stored ones, and real values
+        are ``value * scl_slope + scl_inter``. :func:`lazyimg.save` writes them
+        back with these scale factors.
 
 The DataArray is named ``"image"``, in every format, so many files combine into
 one variable (``xr.open_mfdataset``).

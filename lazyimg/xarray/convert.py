@@ -7,11 +7,15 @@ the ``da.lazyimg`` accessor.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import nibabel as nib
 import xarray as xr
 
 from lazyimg._io.axes import Layout, layout
+from lazyimg._write.fields import ATTR, header_json
+from lazyimg._write.labels import INTER_ATTR, SLOPE_ATTR, image_scaling
 from lazyimg.xarray import accessor as _accessor  # noqa: F401  (registers ``da.lazyimg``)
 
 if TYPE_CHECKING:  # the image layer stands on this one: no runtime import
@@ -33,7 +37,18 @@ def image_layout(img: LazyImage) -> Layout:
     >>> lay.dims, lay.attrs["format"]
     (('i', 'j', 'k'), 'Nifti1Image')
     """
-    return layout(img.nibabel_image, img.shape, img.path)
+    lay = layout(img.nibabel_image, img.shape, img.path)
+    attrs = dict(lay.attrs)
+    scaling = image_scaling(img.nibabel_image)
+    if isinstance(img.header, nib.Nifti1Header):
+        header = img.header.copy()
+        if scaling is not None and scaling[1:] != (1.0, 0.0):
+            # nibabel moves the scale factors from the header into the proxy: put them back
+            header.set_slope_inter(*scaling[1:])
+        attrs[ATTR] = header_json(header)
+    if img.is_raw and scaling is not None:
+        attrs[SLOPE_ATTR], attrs[INTER_ATTR] = scaling[1:]
+    return replace(lay, attrs=attrs)
 
 
 def to_xarray(img: LazyImage) -> xr.DataArray:
