@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from lazyimg.errors import LazyImgError
 
 _OPS = ("mean", "std", "tsnr", "min", "max")
@@ -55,68 +53,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def describe_file(path: str) -> dict[str, Any]:
-    """What ``lazyimg info`` reports about one file, as plain JSON-able values."""
+    """What ``lazyimg info`` reports about one file, as plain JSON-able values.
+
+    nibabel's warnings while reading the header are collected under ``"notes"``.
+    """
+    import warnings
+
     import lazyimg
+    from lazyimg._display.summary import summarize
 
-    img = lazyimg.load(path)
-    nib_img = img.nibabel_image
-    zooms = (
-        [float(z) for z in nib_img.header.get_zooms()]
-        if hasattr(nib_img.header, "get_zooms")
-        else []
-    )
-    src = img.source
-    tr = _repetition_time(nib_img)
-    return {
-        "path": str(path),
-        "format": type(nib_img).__name__,
-        "shape": list(img.shape),
-        "dtype": str(img.dtype),
-        "stored_dtype": str(np.dtype(nib_img.get_data_dtype())),
-        "disk_order": img.disk_order,
-        "compression": src.compression if src else None,
-        "chunks": [list(c) for c in img.chunks],
-        "size_on_disk": sum(f.size for f in src.files) if src else 0,
-        "nbytes": img.nbytes,
-        "affine": img.affine.tolist(),
-        "voxel_sizes": zooms[:3],
-        "tr_seconds": tr,
-    }
-
-
-def _repetition_time(nib_img: Any) -> float | None:
-    hdr = nib_img.header
-    try:
-        zooms = hdr.get_zooms()
-    except Exception:
-        return None
-    if len(zooms) < 4 or not zooms[3]:
-        return None
-    tr = float(zooms[3])
-    units = hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else "sec"
-    if type(nib_img).__name__ == "MGHImage":
-        units = "msec"
-    return tr / 1000.0 if units == "msec" else tr / 1e6 if units == "usec" else tr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = summarize(lazyimg.load(path))
+    info["path"] = str(path)
+    info["notes"] = list(dict.fromkeys(str(w.message).strip() for w in caught))
+    return info
 
 
 def _print_info(info: dict[str, Any]) -> None:
-    mb = info["size_on_disk"] / 1e6
-    lines = [
-        f"{info['path']}",
-        f"  format       {info['format']}"
-        + (f" ({info['compression']}-compressed)" if info["compression"] else ""),
-        f"  shape        {tuple(info['shape'])}",
-        f"  dtype        {info['dtype']} (stored {info['stored_dtype']})",
-        f"  disk order   {info['disk_order']} "
-        + ("(last axis slowest)" if info["disk_order"] == "F" else "(first axis slowest)"),
-        f"  chunks       {' x '.join(str(len(c)) for c in info['chunks'])} blocks, "
-        f"largest {tuple(max(c) for c in info['chunks'])}",
-        f"  size         {mb:.1f} MB on disk, {info['nbytes'] / 1e6:.1f} MB in memory",
-        f"  voxel sizes  {tuple(round(z, 4) for z in info['voxel_sizes'])}",
-        f"  TR           {info['tr_seconds']} s" if info["tr_seconds"] else "  TR           -",
-        "  affine       "
-        + "\n               ".join(" ".join(f"{v:9.3f}" for v in row) for row in info["affine"]),
-    ]
+    from lazyimg._display.html import facts_rows
+
+    rows = [(label, text) for label, text in facts_rows(info) if label != "format"]
+    fmt = info["format"] + (f" ({info['compression']}-compressed)" if info["compression"] else "")
+    lines = [info["path"], f"  {'format':<12} {fmt}"]
+    lines += [f"  {label:<12} {text}" for label, text in rows]
+    if info["affine"] is not None:
+        lines.append(
+            f"  {'affine':<12} "
+            + "\n               ".join(" ".join(f"{v:9.3f}" for v in row) for row in info["affine"])
+        )
+    if info["notes"]:
+        lines.append(f"  {'note':<12} nibabel said: " + "; ".join(info["notes"]))
     print("\n".join(lines))
 
 
@@ -127,22 +94,20 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
     import dask.array as da
 
     import lazyimg
+    from lazyimg._io.axes import array_axes
 
     img = lazyimg.load(path, dtype="float32" if op in ("mean", "std", "tsnr") else None)
-    ax = img.ndim - 1 if axis == "time" and img.ndim >= 4 else None
-    if ax is None:
-        try:
-            ax = int(axis) % img.ndim
-        except ValueError:
-            raise ValueError(f"--axis: expected 'time' or an axis number, got {axis!r}") from None
-        if axis == "time":
-            raise ValueError(f"{path}: has no time axis (shape {img.shape}); pass --axis N")
-    x = img.data
+    kinds = array_axes(img.nibabel_image, img.ndim, path)
+    ax = _parse_axis(axis, img, kinds.time, path)
+    # NIfTI order (space, time, rest), so a 4D MINC (time first) is written right; a reduced
+    # spatial axis is kept with length 1, so the affine still places every remaining voxel
+    x = img.data.transpose(kinds.perm)
+    pos, keep = kinds.perm.index(ax), ax in kinds.spatial
     if op == "tsnr":
-        m, s = x.mean(axis=ax), x.std(axis=ax)
+        m, s = x.mean(axis=pos, keepdims=keep), x.std(axis=pos, keepdims=keep)
         result = da.where(s > 0, m / da.where(s > 0, s, 1), 0).astype("float32")
     else:
-        result = getattr(x, op)(axis=ax)
+        result = getattr(x, op)(axis=pos, keepdims=keep)
     if progress:
         from dask.diagnostics import ProgressBar
 
@@ -150,7 +115,31 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
     else:
         bar = contextlib.nullcontext()
     with bar:  # streamed: the input is read chunk by chunk, the output written by regions
-        lazyimg.save(result, output, affine=img.affine if ax >= 3 else np.eye(4))
+        lazyimg.save(result, output, affine=img.affine)
+
+
+def _parse_axis(axis: str, img: Any, time: int | None, path: str) -> int:
+    """The array axis that `axis` ('time' or a number) names in `img`."""
+    last = img.ndim - 1
+    if axis == "time":
+        if time is None:
+            raise ValueError(
+                f"--axis time: {path} has no time axis (shape {img.shape}); "
+                f"pass an axis number from 0 to {last}"
+            )
+        return time
+    try:
+        number = int(axis)
+    except ValueError:
+        raise ValueError(
+            f"--axis: expected 'time' or an axis number from 0 to {last}, got {axis!r}"
+        ) from None
+    if not -img.ndim <= number <= last:
+        raise ValueError(
+            f"--axis {number}: {path} has {img.ndim} axes (shape {img.shape}); "
+            f"pass a number from 0 to {last} (or -{img.ndim} to -1), or 'time'"
+        )
+    return number % img.ndim
 
 
 def main(argv: Sequence[str] | None = None) -> int:

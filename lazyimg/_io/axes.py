@@ -67,7 +67,8 @@ def layout(nib_img: Any, shape: tuple[int, ...], path: str | os.PathLike[str] | 
         }
         return Layout(dims, tuple(range(ndim)), plain, _provenance(nib_img, path, attrs))
     roles = _minc_roles(nib_img, ndim)
-    dims, perm = _dims_perm(roles, ndim, path)
+    kinds = array_axes(nib_img, ndim, path)
+    perm, dims = kinds.perm, kinds.dims
     zooms = _zooms(nib_img, ndim, perm)
     coords: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     for d, axis in zip(dims, perm, strict=True):
@@ -88,6 +89,56 @@ def layout(nib_img: Any, shape: tuple[int, ...], path: str | os.PathLike[str] | 
     return Layout(dims, perm, coords, _provenance(nib_img, path, attrs))
 
 
+@dataclass(frozen=True)
+class ArrayAxes:
+    """Which of nibabel's array axes are space (i, j, k in order), time, and other."""
+
+    spatial: tuple[int, ...]
+    time: int | None
+    other: tuple[int, ...]
+
+    @property
+    def perm(self) -> tuple[int, ...]:
+        """Array axes in NIfTI order: space, then time, then the rest."""
+        return (*self.spatial, *(() if self.time is None else (self.time,)), *self.other)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Names of the axes in :attr:`perm` order: i, j, k, time, u, v, w, axis7, ..."""
+        names = SPATIAL[: len(self.spatial)] + (TIME,) * (self.time is not None)
+        return names + axis_names(4 + len(self.other))[4:]
+
+    def name_of(self, axis: int) -> str:
+        """The name of array axis `axis`."""
+        return self.dims[self.perm.index(axis)]
+
+
+def array_axes(nib_img: Any, ndim: int, path: Any = None) -> ArrayAxes:
+    """The roles of the array axes of `nib_img` (an image with `ndim` axes).
+
+    NIfTI, Analyze, MGH, PAR/REC and AFNI hold space first, then time; MINC
+    names each dimension, and 4D MINC files usually hold time first. The
+    columns of ``nib_img.affine`` map the spatial axes in the order given here.
+
+    Examples
+    --------
+    >>> import nibabel as nib, numpy as np
+    >>> array_axes(nib.Nifti1Image(np.zeros((2, 3, 4, 5), "u1"), np.eye(4)), 4)
+    ArrayAxes(spatial=(0, 1, 2), time=3, other=())
+    """
+    if not isinstance(nib_img, nib.spatialimages.SpatialImage):
+        return ArrayAxes((), None, tuple(range(ndim)))
+    roles = _minc_roles(nib_img, ndim)
+    if roles is None:
+        return ArrayAxes(tuple(range(min(ndim, 3))), 3 if ndim > 3 else None, tuple(range(4, ndim)))
+    spatial = [a for a, r in enumerate(roles) if r == "space"]
+    time = [a for a, r in enumerate(roles) if r == "time"]
+    other = [a for a, r in enumerate(roles) if r == "other"]
+    if len(spatial) > 3 or len(time) > 1:
+        raise ValueError(f"{path}: MINC dimensions {roles} cannot be labelled i, j, k, time.")
+    return ArrayAxes(tuple(spatial), time[0] if time else None, tuple(other))
+
+
 def dim_axes(nib_img: Any, ndim: int, path: Any = None) -> dict[str, int]:
     """Which axis of the image's array (nibabel's order) each dimension name labels.
 
@@ -102,24 +153,33 @@ def dim_axes(nib_img: Any, ndim: int, path: Any = None) -> dict[str, int]:
     """
     if not isinstance(nib_img, nib.spatialimages.SpatialImage):
         return {f"dim_{n}": n for n in range(ndim)}
-    dims, perm = _dims_perm(_minc_roles(nib_img, ndim), ndim, path)
-    return dict(zip(dims, perm, strict=True))
+    kinds = array_axes(nib_img, ndim, path)
+    return dict(zip(kinds.dims, kinds.perm, strict=True))
 
 
-def _dims_perm(
-    roles: list[str] | None, ndim: int, path: Any
-) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Dimension names and the array axis behind each (see :class:`Layout`)."""
-    if roles is None:
-        return axis_names(ndim), tuple(range(ndim))
-    spatial = [a for a, r in enumerate(roles) if r == "space"]
-    time = [a for a, r in enumerate(roles) if r == "time"]
-    other = [a for a, r in enumerate(roles) if r == "other"]
-    if len(spatial) > 3 or len(time) > 1:
-        raise ValueError(f"{path}: MINC dimensions {roles} cannot be labelled i, j, k, time.")
-    dims = tuple(SPATIAL[: len(spatial)]) + (TIME,) * len(time)
-    dims += axis_names(4 + len(other))[4:]
-    return dims, tuple(spatial + time + other)
+def voxel_sizes(nib_img: Any, ndim: int) -> list[float]:
+    """Step of every array axis, in array order (MINC's own steps, not nibabel's header's)."""
+    return _zooms(nib_img, ndim, tuple(range(ndim)))
+
+
+def time_step(nib_img: Any, shape: tuple[int, ...]) -> tuple[float | None, str]:
+    """``(seconds between volumes or None, the unit the header states)``.
+
+    The same numbers as the ``time`` coordinate of :func:`layout`: one notion
+    of time for the xarray labels, the command line, the repr and the plots.
+    """
+    kinds = array_axes(nib_img, len(shape))
+    if kinds.time is None:
+        return None, "unknown"
+    roles = _minc_roles(nib_img, len(shape))
+    n = shape[kinds.time]
+    try:
+        values, unit = _time(nib_img, max(n, 2), roles, kinds.time)
+    except Exception:  # PAR/REC times only exist for the real number of volumes
+        values, unit = _time(nib_img, n, roles, kinds.time)
+    if values is None or len(values) < 2:
+        return None, unit
+    return float(values[1] - values[0]), unit
 
 
 def _provenance(nib_img: Any, path: Any, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +244,7 @@ def _time(
         dim = nib_img.dataobj.minc_file._dims[axis]
         step = float(getattr(dim, "step", 0.0) or 0.0)
         start = float(getattr(dim, "start", 0.0) or 0.0)
-        units = getattr(dim, "units", b"s")
+        units = getattr(dim, "units", None) or b"s"  # MINC's default time unit
         units = units.decode() if isinstance(units, bytes) else str(units)
         scale = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3}.get(units)
         if step == 0 or scale is None:

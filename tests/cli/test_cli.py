@@ -49,6 +49,10 @@ def test_info_json_schema(bold: Path) -> None:
         "affine",
         "voxel_sizes",
         "tr_seconds",
+        "axes",
+        "spatial_axes",
+        "time_axis",
+        "notes",
     }
     assert info["format"] == "Nifti1Image"
     assert info["shape"] == [12, 10, 6, 20]

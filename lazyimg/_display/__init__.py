@@ -1,0 +1,11 @@
+"""How a LazyImage shows itself: an HTML summary, orthogonal slices, time series.
+
+``summary`` gathers the facts (shared with ``lazyimg info``), ``text`` spells
+them for people, ``html`` lays them out for notebooks, ``slices`` and ``series``
+draw with matplotlib (imported only when a picture is asked for).
+"""
+
+from lazyimg._display.html import html_repr
+from lazyimg._display.slices import plot_slices
+
+__all__ = ["html_repr", "plot_slices"]
