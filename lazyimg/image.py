@@ -24,8 +24,8 @@ from typing import Any
 import dask.array as da
 import nibabel as nib
 import numpy as np
-from dask.utils import format_bytes
 
+from lazyimg._display.text import human_bytes
 from lazyimg._graph import DiskArray, ReadTask, ViewProxy, full_disk_array, memory_array
 from lazyimg._io.axes import dim_axes, selection_affine
 from lazyimg._io.formats import (
@@ -242,11 +242,11 @@ class LazyImage:
         stored = stored_dtype(self._nib) or self.dtype
         nchunks = int(np.prod(self.data.numblocks))
         chunk = "x".join(str(max(c) if c else 0) for c in self.chunks)
-        where = f"{format_bytes(_disk_size(self))} on disk" if self._task else "in memory"
+        where = f"{human_bytes(_disk_size(self))} on disk" if self._task else "in memory"
         return (
             f"<LazyImage {name!r} {type(self._nib).__name__} shape={self.shape} dtype={self.dtype} "
             f"(stored {stored}) disk_order={self.disk_order} chunks={nchunks} x {chunk} "
-            f"nbytes={format_bytes(self.nbytes)} {where}>"
+            f"nbytes={human_bytes(self.nbytes)} {where}>"
         )
 
 

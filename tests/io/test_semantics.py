@@ -15,10 +15,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from conftest import assert_same, copy_nibabel_file, nibabel_file
-from dask.utils import format_bytes
 
 import lazyimg
 from lazyimg._display import html_repr
+from lazyimg._display.text import human_bytes
 from lazyimg.cli import describe_file
 
 
@@ -36,8 +36,8 @@ def test_relative_path_lists_each_file_once(
         assert [f.path for f in img.source.files] == [str(tmp_path / "anat.nii")]
         assert describe_file(Path(name))["size_on_disk"] == size
     img = lazyimg.load("anat.nii")
-    assert f"{format_bytes(size)} on disk" in repr(img)
-    assert f"{format_bytes(size)} on disk" in html_repr(img)
+    assert f"{human_bytes(size)} on disk" in repr(img)
+    assert f"{human_bytes(size)} on disk" in html_repr(img)
     par = lazyimg.load("phantom_varscale.PAR")
     assert par.source is not None
     assert sorted(Path(f.path).name for f in par.source.files) == [
