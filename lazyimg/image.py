@@ -38,6 +38,7 @@ from lazyimg._io.formats import (
     supports_raw,
 )
 from lazyimg._io.read import read
+from lazyimg._io.remote import RemotePath, is_url
 from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks
 from lazyimg._plan.index import Selection, compose, full_selection, normalize_index, selection_shape
 
@@ -112,7 +113,7 @@ class LazyImage:
         task: ReadTask | None = None,
         sel: Selection | None = None,
         order: str = "F",
-        path: Path | None = None,
+        path: Path | RemotePath | None = None,
     ) -> None:
         self._nib = nib_img
         self.data = data
@@ -256,7 +257,7 @@ def _disk_size(img: LazyImage) -> int:
 
 
 def _wrap_memory(
-    nib_img: Any, chunks: Any, dtype: np.dtype[Any] | None, order: str, path: Path | None
+    nib_img: Any, chunks: Any, dtype: np.dtype[Any] | None, order: str, path: Any
 ) -> LazyImage:
     arr = np.asanyarray(nib_img.dataobj)
     out_dtype = dtype or arr.dtype
@@ -264,14 +265,21 @@ def _wrap_memory(
     return LazyImage(nib_img, memory_array(arr, resolved, dtype), order=order, path=path)
 
 
-def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
+def load(
+    source: Any,
+    *,
+    chunks: Any = "auto",
+    dtype: Any = None,
+    storage_options: dict[str, Any] | None = None,
+) -> LazyImage:
     """Open an image lazily: read its header, build a dask graph, read no voxels.
 
     Parameters
     ----------
     source : str, os.PathLike or nibabel image
         A file ``nibabel.load`` opens (NIfTI, Analyze, MGH, MINC, PAR/REC, AFNI,
-        ...), or a nibabel image, proxied or in memory. In-memory images are
+        ...), a URL of a NIfTI, Analyze or MGH image (``s3://``, ``https://``, any
+        fsspec URL), or a nibabel image, proxied or in memory. In-memory images are
         wrapped without copying their array.
     chunks : "auto", int, tuple or dict, optional
         ``"auto"`` (default) splits only along the slowest axis on disk, each
@@ -284,6 +292,8 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
         None gives exactly ``np.asarray(nib.load(source).dataobj)``'s dtype and
         values (scaling applied); "raw" gives stored values without scaling; a
         numpy dtype casts the scaled values (e.g. float32 to halve memory).
+    storage_options : dict, optional
+        For a URL: its fsspec filesystem's options (credentials: never shown).
 
     Returns
     -------
@@ -311,7 +321,13 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
     """
     if isinstance(source, LazyImage):
         source = source.nibabel_image
-    if isinstance(source, (str, os.PathLike)):
+    remote = None  # a URL: see lazyimg._io.remote_open
+    if is_url(source):
+        from lazyimg._io.remote_open import open_remote
+
+        nib_img, remote = open_remote(source, storage_options)
+        source = RemotePath(source)
+    elif isinstance(source, (str, os.PathLike)):
         nib_img = open_nibabel(source)
     elif isinstance(source, nib.spatialimages.DataobjImage) or hasattr(source, "dataobj"):
         nib_img = source
@@ -326,14 +342,14 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
     proxy = nib_img.dataobj
     order = disk_order(nib_img)
     # a proxy over files on disk stays lazy; one over bytes in memory is read once
-    if not (nib.is_proxy(proxy) and image_files(nib_img)):
+    if remote is None and not (nib.is_proxy(proxy) and image_files(nib_img)):
         if raw:
             raise ValueError(f"dtype='raw' for {name}: an in-memory image has no stored values.")
         # a proxy over bytes in memory (e.g. from_bytes) is read once; then it is an array
         if nib.is_proxy(proxy):
             nib_img = nib_img.__class__(np.asarray(proxy), nib_img.affine, nib_img.header)
         return _wrap_memory(nib_img, chunks, cast, order, None)
-    src = describe(nib_img)
+    src = remote or describe(nib_img)
     if raw and not supports_raw(src, proxy):
         raise ValueError(
             f"dtype='raw' for {src.path}: nibabel gives only scaled values for "
@@ -342,12 +358,11 @@ def load(source: Any, *, chunks: Any = "auto", dtype: Any = None) -> LazyImage:
     out_dtype = cast or (src.stored if raw else src.scaled)
     resolved = parse_chunks(chunks, src.shape, out_dtype, src.order, src.path)
     data: DiskArray = full_disk_array(src, resolved, cast, raw)
+    if remote is not None:  # nibabel's proxy would read the header bytes in memory
+        nib_img._dataobj = ViewProxy(data._lazyimg[0], full_selection(src.shape))
+    path = source if remote else Path(source) if isinstance(source, (str, os.PathLike)) else None
     return LazyImage(
-        nib_img,
-        data,
-        task=data._lazyimg[0],
-        order=src.order,
-        path=Path(source) if isinstance(source, (str, os.PathLike)) else _filename(nib_img),
+        nib_img, data, task=data._lazyimg[0], order=src.order, path=path or _filename(nib_img)
     )
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from lazyimg._io.formats import Source, reopen
 from lazyimg._io.identity import FileId, check_readable
+from lazyimg._io.source import LocalFile, is_remote, open_source
 from lazyimg.errors import CorruptImageError, FileChangedError, ImageNotFoundError
 
 #: How many files one process keeps open.
@@ -159,6 +160,11 @@ def check_identity(fid: FileId) -> None:
     a cluster the usual cause is a worker that does not see the file at the
     path the client opened, or sees another copy of it.
     """
+    if is_remote(fid):
+        from lazyimg._io.remote_fs import check
+
+        check(fid)  # type: ignore[arg-type]
+        return
     worker = _where()
     try:
         st = os.stat(fid.path)
@@ -233,26 +239,31 @@ def raw_file(source: Source) -> _Entry:
     fid = source.files[0]
 
     def opener() -> tuple[Any, Callable[[], None]]:
-        check_readable(fid.path)  # a decoder handed an unreadable path may crash
+        if not is_remote(fid):
+            check_readable(fid.path)  # a decoder handed an unreadable path may crash
         if source.compression is None:
-            fd = os.open(fid.path, os.O_RDONLY)
-            if fid.changes(os.fstat(fd)):  # replaced between the check and the open
-                os.close(fd)
+            src = open_source(fid)  # a local file or a remote object
+            if isinstance(src, LocalFile) and fid.changes(os.fstat(src.fd)):
+                src.close()  # replaced between the check and the open
                 check_identity(fid)
-            return fd, lambda: os.close(fd)
+            return src, src.close
         if source.compression == "gzip":
             from lazyimg._io.gzip.reader import GzipReader
 
             nbytes = int(np.prod(source.shape, dtype=np.int64)) * source.stored.itemsize
             reader = GzipReader(fid, data_end=source.offset + nbytes)
             return reader, reader.close
-        stream = _open_compressed(fid.path, source.compression)
+        if is_remote(fid):
+            raw = open_source(fid).stream()
+            stream = _open_compressed(raw, source.compression)
+        else:
+            stream = _open_compressed(fid.path, source.compression)
         return stream, stream.close
 
     return entry(("raw", fid, source.compression), opener)
 
 
-def _open_compressed(path: str, compression: str) -> Any:
+def _open_compressed(path: Any, compression: str) -> Any:
     """A sequential decompressing stream (bzip2 or zstd); gzip goes through ``_gzip``."""
     if compression == "bz2":
         import bz2
@@ -261,7 +272,7 @@ def _open_compressed(path: str, compression: str) -> Any:
     return _zstd_open(path)
 
 
-def _zstd_open(path: str) -> Any:
+def _zstd_open(path: Any) -> Any:
     try:
         from compression import zstd
 

@@ -66,7 +66,8 @@ class Source:
     """Everything a worker needs to read an image by itself."""
 
     kind: str
-    files: tuple[FileId, ...]
+    files: tuple[Any, ...]
+    """FileId per local file, or :class:`~lazyimg._io.remote.RemoteId` per remote object."""
     shape: tuple[int, ...]
     order: str
     stored: np.dtype[Any]

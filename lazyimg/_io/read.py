@@ -15,9 +15,9 @@ import numpy as np
 
 from lazyimg._io import files as _files
 from lazyimg._io.formats import Source
+from lazyimg._io.source import is_remote
 from lazyimg._plan.index import NewAxis, Selection, selection_shape, selection_slices, source_items
 from lazyimg._plan.reads import (
-    READ_OVERHEAD_BYTES,
     ReadPlan,
     contiguous_run,
     group_positions,
@@ -53,7 +53,8 @@ def read(
     if 0 in out_shape:
         return np.empty(out_shape, out_dtype)
     for fid in source.files:
-        _files.check_identity(fid)
+        if not is_remote(fid):  # a remote object is checked once, after its reads
+            _files.check_identity(fid)
     final = np.empty(out_shape, out_dtype, order="C" if source.order == "C" else "F")
     # `core` views `final` with one axis per source axis (integer items as length 1)
     core = final[
@@ -99,7 +100,8 @@ def _read_raw(
         if run is not None:  # a volume, a slab, a row: one read straight into the result
             out_bytes = dest.reshape(-1, order="F").view(np.uint8)
             offset = source.offset + run[0] * source.stored.itemsize
-            _files.pread_into(entry.handle, out_bytes.data, offset, source.path)
+            entry.handle.read_into(out_bytes.data, offset)
+            _files.count_read(len(out_bytes))
             return
     overhead = _read_overhead(source, entry)
     plan = plan_read(shape, source.stored.itemsize, source.offset, items, read_overhead=overhead)
@@ -153,12 +155,9 @@ def _fill(
         starts = plan.run_starts[p0 * runs_per_pos : p1 * runs_per_pos].tolist()
         n = plan.run_bytes
         pieces = [(s, i * n, n) for i, s in enumerate(starts)]
-    if source.compression is None:
-        fd = entry.handle
-        for start, at, n in pieces:
-            _files.pread_into(fd, target[at : at + n], start, path)
-        return
-    if source.compression == "gzip":  # the reader locks for itself, and only while cold
+    if source.compression in (None, "gzip"):
+        # a file or object (no lock: pread, range requests), or a gzip reader (locks for
+        # itself, and only while cold)
         entry.handle.read_runs(target, pieces)
         _files.count_read(sum(n for _, _, n in pieces))
         return
@@ -169,8 +168,6 @@ def _fill(
 
 def _read_overhead(source: Source, entry: Any) -> int:
     """The unproxy rule's cost of one more separate read (see :mod:`lazyimg._plan.reads`)."""
-    if source.compression is None:
-        return READ_OVERHEAD_BYTES
     return int(getattr(entry.handle, "read_overhead", COMPRESSED_READ_OVERHEAD))
 
 
