@@ -39,6 +39,7 @@ from lazyimg._io.formats import (
 )
 from lazyimg._io.read import read
 from lazyimg._io.remote import RemotePath, is_url
+from lazyimg._io.remote_open import open_remote
 from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks
 from lazyimg._plan.index import Selection, compose, full_selection, normalize_index, selection_shape
 
@@ -266,11 +267,7 @@ def _wrap_memory(
 
 
 def load(
-    source: Any,
-    *,
-    chunks: Any = "auto",
-    dtype: Any = None,
-    storage_options: dict[str, Any] | None = None,
+    source: Any, *, chunks: Any = "auto", dtype: Any = None, storage_options: Any = None
 ) -> LazyImage:
     """Open an image lazily: read its header, build a dask graph, read no voxels.
 
@@ -293,7 +290,7 @@ def load(
         values (scaling applied); "raw" gives stored values without scaling; a
         numpy dtype casts the scaled values (e.g. float32 to halve memory).
     storage_options : dict, optional
-        For a URL: its fsspec filesystem's options (credentials: never shown).
+        A URL's fsspec filesystem options (credentials are never shown).
 
     Returns
     -------
@@ -323,10 +320,7 @@ def load(
         source = source.nibabel_image
     remote = None  # a URL: see lazyimg._io.remote_open
     if is_url(source):
-        from lazyimg._io.remote_open import open_remote
-
-        nib_img, remote = open_remote(source, storage_options)
-        source = RemotePath(source)
+        (nib_img, remote), source = open_remote(source, storage_options), RemotePath(source)
     elif isinstance(source, (str, os.PathLike)):
         nib_img = open_nibabel(source)
     elif isinstance(source, nib.spatialimages.DataobjImage) or hasattr(source, "dataobj"):
