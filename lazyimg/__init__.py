@@ -21,6 +21,7 @@ from lazyimg.errors import (
     MissingDependencyError,
     NotAnImageError,
     OutOfRangeError,
+    SaveError,
 )
 from lazyimg.image import LazyImage, load
 from lazyimg.write import save
@@ -47,6 +48,7 @@ __all__ = [
     "MissingDependencyError",
     "NotAnImageError",
     "OutOfRangeError",
+    "SaveError",
     "__version__",
     "bytes_read",
     "count_bytes",

@@ -19,6 +19,7 @@ __all__ = [
     "MissingDependencyError",
     "NotAnImageError",
     "OutOfRangeError",
+    "SaveError",
 ]
 
 
@@ -56,3 +57,10 @@ class MissingDependencyError(LazyImgError, ImportError):
 
 class OutOfRangeError(LazyImgError, ValueError):
     """Values that the data type asked for on disk cannot hold (``save(..., dtype="stored")``)."""
+
+
+class SaveError(LazyImgError, OSError):
+    """:func:`lazyimg.save` could not write its target (no space, read-only, not a folder, ...).
+
+    ``errno`` is the operating system's error number; the target is untouched.
+    """

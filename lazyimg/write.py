@@ -18,9 +18,9 @@ chunks, however large the image.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ from lazyimg._write.atomic import RegionWriter, SaveJob
 from lazyimg._write.header import build_header, header_bytes, out_dtype
 from lazyimg._write.labels import Labelled, from_obj, nifti_order, rename
 from lazyimg._write.stored import to_stored
+from lazyimg._write.tmpfiles import sweep, temporary_name
+from lazyimg.errors import ImageNotFoundError, SaveError
 
 __all__ = ["RegionWriter", "save"]
 
@@ -104,10 +106,13 @@ def _parse_target(path: Any) -> tuple[Path, bool]:
             "single-file NIfTI. Rename the target (e.g. to '.nii.gz')."
         )
     if target.is_dir():
-        raise IsADirectoryError(f"lazyimg.save: {target} is a directory; give a file name.")
+        err = SaveError(f"{target}: could not save: it is a directory; give a file name.")
+        err.errno = errno.EISDIR
+        raise err
     if not target.parent.is_dir():
-        raise FileNotFoundError(
-            f"lazyimg.save: directory {target.parent} does not exist; create it first."
+        what = "is not a directory" if target.parent.exists() else "does not exist"
+        raise ImageNotFoundError(
+            f"{target}: could not save: the folder {target.parent} {what}; create it first."
         )
     return target, lower.endswith(".gz")
 
@@ -198,6 +203,16 @@ def save(
         known for a DataArray, coordinates an affine cannot describe.
     TypeError
         An object or a dtype NIfTI cannot hold.
+    ImageNotFoundError
+        The target's folder does not exist.
+    SaveError
+        The file system refused: no space left (checked when the file's space
+        is reserved, before any data is written), a read-only file system, the
+        target is a directory. Also an ``OSError`` with its ``errno``. The
+        message names the target; the temporary file is removed and an
+        existing target is left as it was.
+    ImagePermissionError
+        No permission to write in the target's folder.
 
     Examples
     --------
@@ -237,7 +252,8 @@ def save(
         data = data.rechunk(slabs)
 
     head = header_bytes(hdr)
-    tmp = str(target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.lazyimg-tmp")
+    sweep(str(target.parent))  # temporary files of earlier saves that were killed
+    tmp = temporary_name(str(target))
     job = SaveJob(
         target=str(target),
         tmp=tmp,

@@ -5,8 +5,11 @@ header and the dask graph around it). One save is a :class:`SaveJob`, run as
 tasks in three steps:
 
 1. **Header and allocation.** :meth:`SaveJob.begin` creates a temporary file next
-   to the target (``.<name>.<token>.lazyimg-tmp``), writes the NIfTI header and
-   sets the file to its final size.
+   to the target (named by :mod:`lazyimg._write.tmpfiles`), writes the NIfTI
+   header and reserves the file's final size on disk (``posix_fallocate``), so a
+   full disk fails here, as an error naming the target, and never later inside
+   a memory map (SIGBUS). Where the file system cannot reserve space the file
+   is only extended and regions are written without memory maps.
 2. **Regions.** Every chunk goes to a :class:`RegionWriter`, a picklable object
    that holds only the path, the data offset, shape and dtype; it opens the
    file, ``pwrite``\\ s its region and closes it, so regions are written in
@@ -28,6 +31,7 @@ gzip member (``gzip -t`` passes; nibabel reads it).
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import math
 import os
@@ -37,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lazyimg._write.tmpfiles import naming
 
 __all__ = ["RegionWriter"]
 
@@ -71,12 +77,23 @@ class RegionWriter:
     offset: int
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
+    target: str = ""
+    """The file the save produces, named in errors (`path` is its temporary file)."""
+    reserved: bool = False
+    """Whether the file's blocks are allocated: only then are memory maps safe to write."""
 
     def __setitem__(self, key: tuple[slice, ...], value: Any) -> None:
+        block = np.asarray(value, dtype=self.dtype)
+        with naming(self.target or self.path, "writing its data", self._nbytes()):
+            self._write(key, block)
+
+    def _nbytes(self) -> int:
+        return self.offset + math.prod(self.shape) * self.dtype.itemsize
+
+    def _write(self, key: tuple[slice, ...], block: np.ndarray) -> None:
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (len(self.shape) - len(key))
         starts = [k.indices(n)[0] for k, n in zip(key, self.shape, strict=True)]
-        block = np.asarray(value, dtype=self.dtype)
         if block.size == 0:
             return
         shape, ndim = self.shape, len(self.shape)
@@ -85,7 +102,8 @@ class RegionWriter:
         while p < ndim - 1 and block.shape[p] == shape[p]:
             p += 1
         run_bytes = self.dtype.itemsize * math.prod(block.shape[: p + 1])
-        if run_bytes < _SHORT_RUN and block.size * self.dtype.itemsize > run_bytes:
+        short = run_bytes < _SHORT_RUN and block.size * self.dtype.itemsize > run_bytes
+        if short and self.reserved:
             self._write_mapped(starts, block, p)
             return
         fd = os.open(self.path, os.O_WRONLY)
@@ -174,27 +192,38 @@ class SaveJob:
     def tmp_gz(self) -> str:
         return self.tmp + ".gz"
 
+    @property
+    def nbytes(self) -> int:
+        return self.offset + math.prod(self.shape) * self.dtype.itemsize
+
     def begin(self) -> RegionWriter:
-        """Create the temporary file with its header, at its final size."""
+        """Create the temporary file with its header, its final size reserved on disk."""
         _check_live(self.tmp)
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with naming(self.target, "creating its temporary file"):
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            _pwrite_all(fd, memoryview(self.header), 0)
-            os.ftruncate(fd, self.offset + math.prod(self.shape) * self.dtype.itemsize)
-        finally:
+            with naming(self.target, "reserving its space on disk", self.nbytes):
+                _pwrite_all(fd, memoryview(self.header), 0)
+                reserved = _reserve(fd, self.nbytes)
+        except BaseException:
             os.close(fd)
-        return RegionWriter(self.tmp, self.offset, self.shape, self.dtype)
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            raise
+        os.close(fd)
+        return RegionWriter(self.tmp, self.offset, self.shape, self.dtype, self.target, reserved)
 
     def finish(self, stored: Any) -> Path:
         """Flush, compress if asked, and rename into place."""
         _check_live(self.tmp)
-        if self.compresslevel is None:
-            _fsync(self.tmp)
-            os.replace(self.tmp, self.target)
-        else:
-            self._compress()
-            os.unlink(self.tmp)
-            os.replace(self.tmp_gz, self.target)
+        with naming(self.target, "finishing the file", self.nbytes):
+            if self.compresslevel is None:
+                _fsync(self.tmp)
+                os.replace(self.tmp, self.target)
+            else:
+                self._compress()
+                os.unlink(self.tmp)
+                os.replace(self.tmp_gz, self.target)
         _fsync_dir(os.path.dirname(self.target))
         return Path(self.target)
 
@@ -218,8 +247,27 @@ class SaveJob:
         with _aborted_lock:
             _aborted.add(self.tmp)
         for name in (self.tmp, self.tmp_gz):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # never created, or a read-only file system
                 os.unlink(name)
+
+
+def _reserve(fd: int, nbytes: int) -> bool:
+    """Give the file `nbytes` with its blocks allocated; False where that is not supported.
+
+    A sparse file (``ftruncate``) has no blocks yet: a store into a memory map
+    of it on a full disk kills the process with SIGBUS. ``posix_fallocate``
+    allocates them now, so running out of space is an ``OSError`` here.
+    """
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, nbytes)
+            return True
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    os.ftruncate(fd, nbytes)
+    return False
 
 
 def _check_live(tmp: str) -> None:
