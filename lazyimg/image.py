@@ -354,12 +354,7 @@ def load(
     data: DiskArray = full_disk_array(src, resolved, cast, raw)
     if remote is not None:  # nibabel's proxy would read the header bytes in memory
         nib_img._dataobj = ViewProxy(data._lazyimg[0], full_selection(src.shape))
-    path = source if remote else Path(source) if isinstance(source, (str, os.PathLike)) else None
-    return LazyImage(
-        nib_img, data, task=data._lazyimg[0], order=src.order, path=path or _filename(nib_img)
-    )
-
-
-def _filename(nib_img: Any) -> Path | None:
-    name = nib_img.get_filename() if hasattr(nib_img, "get_filename") else None
-    return Path(name) if name else None
+    if not isinstance(source, (str, os.PathLike)):  # a nibabel image: the file it came from
+        source = getattr(nib_img, "get_filename", lambda: None)()
+    path = None if not source else source if remote else Path(source)
+    return LazyImage(nib_img, data, task=data._lazyimg[0], order=src.order, path=path)
