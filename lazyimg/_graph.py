@@ -106,7 +106,8 @@ def _assemble_fresh(results: Any) -> np.ndarray:
         numblocks.append(len(first))
         first = first[0]
     if all(n == 1 for n in numblocks):
-        return np.asarray(first)
+        one = np.asarray(first)
+        return one[()] if one.ndim == 0 else one  # a numpy scalar, as dask gives
 
     def block(idx: tuple[int, ...]) -> np.ndarray:
         x = results
@@ -220,6 +221,17 @@ def memory_array(
     return MemoryArray(graph, name, chunks, meta=meta)
 
 
+def numpy_result(out: np.ndarray, index: Any) -> Any:
+    """`out` as numpy indexing returns it: a scalar (native byte order) for an all-integer index.
+
+    A 0-d result of an index with an Ellipsis stays a 0-d array, as in numpy.
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    if out.ndim == 0 and not any(it is Ellipsis for it in items):
+        return out[()]
+    return out
+
+
 class ViewProxy:
     """nibabel's array-proxy protocol over a lazyimg selection (used after ``img.slicer``)."""
 
@@ -244,9 +256,10 @@ class ViewProxy:
     def is_proxy(self) -> bool:
         return True
 
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return read(self._task.source, compose(self._sel, index), self._task.dtype, self._task.raw)
+    def __getitem__(self, index: Any) -> Any:
+        out = read(self._task.source, compose(self._sel, index), self._task.dtype, self._task.raw)
+        return numpy_result(out, index)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self[()]
+        arr = np.asarray(self[()])
         return arr if dtype is None else arr.astype(dtype, copy=False)

@@ -26,7 +26,14 @@ import nibabel as nib
 import numpy as np
 
 from lazyimg._display.text import human_bytes
-from lazyimg._graph import DiskArray, ReadTask, ViewProxy, full_disk_array, memory_array
+from lazyimg._graph import (
+    DiskArray,
+    ReadTask,
+    ViewProxy,
+    full_disk_array,
+    memory_array,
+    numpy_result,
+)
 from lazyimg._io.axes import dim_axes, selection_affine
 from lazyimg._io.formats import (
     Source,
@@ -70,12 +77,15 @@ class _SliceCopy:
     def __init__(self, img: LazyImage) -> None:
         self._img = img
 
-    def __getitem__(self, index: Any) -> np.ndarray:
+    def __getitem__(self, index: Any) -> Any:
+        """A copy; an all-integer index gives a numpy scalar (native order), as numpy does."""
         img = self._img
         if img._task is None:  # in memory: copy of the (possibly cast) slice
             normalize_index(index, img.shape)  # numpy's errors, basic indices only
-            return np.array(img.dataobj[index], dtype=img.dtype, copy=True)
-        return read(img._task.source, compose(img._sel, index), img._task.dtype, img._task.raw)
+            out = np.array(img.dataobj[index], dtype=img.dtype, copy=True)
+        else:
+            out = read(img._task.source, compose(img._sel, index), img._task.dtype, img._task.raw)
+        return numpy_result(out, index)
 
 
 class _Slicer:
