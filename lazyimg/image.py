@@ -48,29 +48,10 @@ from lazyimg._io.read import read
 from lazyimg._io.remote import RemotePath, is_url
 from lazyimg._io.remote_open import open_remote
 from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks
+from lazyimg._plan.dtypes import parse_dtype
 from lazyimg._plan.index import Selection, compose, full_selection, normalize_index, selection_shape
 
 __all__ = ["LazyImage", "load"]
-
-
-def _parse_dtype(dtype: Any, name: str) -> tuple[np.dtype[Any] | None, bool]:
-    """``(cast dtype or None, raw?)`` from the user's `dtype` argument."""
-    if dtype is None:
-        return None, False
-    if isinstance(dtype, str) and dtype == "raw":
-        return None, True
-    try:
-        parsed = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(
-            f"dtype for {name}: {dtype!r} is not a numpy dtype. Use None (nibabel's scaled "
-            "values), 'raw' (stored values, no scaling) or a numeric dtype such as 'float32'."
-        ) from None
-    if parsed.kind not in "biufc":
-        raise TypeError(
-            f"dtype for {name}: {parsed} is not numeric; use e.g. 'float32' or 'int16'."
-        )
-    return parsed, False
 
 
 class _SliceCopy:
@@ -342,7 +323,7 @@ def load(
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image"
     if isinstance(chunks, Mapping) and any(isinstance(k, str) for k in chunks):
         chunks = named_chunks(chunks, dim_axes(nib_img, len(nib_img.shape), name), name)
-    cast, raw = _parse_dtype(dtype, name)
+    cast, raw = parse_dtype(dtype, name)
     proxy = nib_img.dataobj
     order = disk_order(nib_img)
     # a proxy over files on disk stays lazy; one over bytes in memory is read once

@@ -33,8 +33,9 @@ from xarray.core import indexing
 from lazyimg._io.formats import Source
 from lazyimg._io.read import read
 from lazyimg._plan.chunks import parse_chunks, split_free_axes
+from lazyimg._plan.dtypes import parse_dtype
 from lazyimg._plan.index import compose, full_selection
-from lazyimg.image import _parse_dtype, load
+from lazyimg.image import load
 from lazyimg.xarray.convert import VARIABLE_NAME, image_layout
 
 __all__ = ["SUFFIXES", "LazyImgBackendArray", "LazyImgBackendEntrypoint", "PreferredChunks"]
@@ -170,7 +171,7 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
         source = img.source
         if source is None:  # pragma: no cover - a path always gives a file-backed image
             raise ValueError(f"{filename_or_obj}: the image has no data in a file.")
-        cast, raw = _parse_dtype(dtype, os.fspath(filename_or_obj))
+        cast, raw = parse_dtype(dtype, os.fspath(filename_or_obj))
         lay = image_layout(img)
         array = LazyImgBackendArray(source, lay.perm, cast, raw)
         plan = parse_chunks("auto", source.shape, array.dtype, source.order, source.path)

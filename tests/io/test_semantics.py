@@ -58,3 +58,25 @@ def test_ecat_reads_like_nibabel() -> None:
     assert_same(img.to_xarray().values, want)
     assert "stored int16" in repr(img)
     assert "int16" in html_repr(img)
+
+
+@pytest.mark.parametrize("name", ["anatomical.nii", "example4d.nii.gz", "minc2_1_scale.mnc"])
+def test_all_integer_index_gives_a_numpy_scalar(name: str, tmp_path: Path) -> None:
+    """Item 12: an all-integer index gave a 0-d array in the file's byte order."""
+    nib_img = nib.load(nibabel_file(name))
+    index = (1,) * len(nib_img.shape)
+    want = np.asarray(nib_img.dataobj)[index]
+    assert isinstance(want, np.generic) and want.dtype.isnative
+    in_memory = nib.Nifti1Image(np.asarray(nib_img.dataobj), np.eye(4))
+    for img in (lazyimg.load(nibabel_file(name)), lazyimg.load(in_memory)):
+        for got in (
+            img.slicecopy[index],
+            img.data[index].compute(),
+            img.slicer[1:3, 1:3, 1:3].dataobj[(0,) * len(nib_img.shape)],
+        ):
+            assert type(got) is type(want) and got.dtype.isnative, repr(got)
+            assert got == want
+        # numpy keeps a 0-d array when the index has an Ellipsis
+        kept = img.slicecopy[(*index, Ellipsis)]
+        assert isinstance(kept, np.ndarray) and kept.shape == ()
+        assert kept == want
