@@ -25,6 +25,7 @@ import dask.array as da
 import nibabel as nib
 import numpy as np
 
+from lazyimg._display import html_repr, plot_slices, plot_timeseries
 from lazyimg._display.text import human_bytes
 from lazyimg._graph import (
     DiskArray,
@@ -178,15 +179,15 @@ class LazyImage:
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def _repr_html_(self) -> str:
-        from lazyimg._display import html_repr
-
         return html_repr(self)
 
     def plot_slices(self, point: tuple[int, int, int] | None = None, **kwargs: Any) -> Any:
-        """Orthogonal slices through voxel `point`, reading only them (see :func:`lazyimg._display.plot_slices`)."""
-        from lazyimg._display import plot_slices
-
+        """Sagittal, coronal, axial views through voxel `point` in world orientation, reading only them (see :func:`lazyimg._display.plot_slices`)."""
         return plot_slices(self, point, **kwargs)
+
+    def plot_timeseries(self, voxel: tuple[Any, Any, Any], **kwargs: Any) -> Any:
+        """The time series of voxel (i, j, k) or a box of slices, reading only it (see :func:`lazyimg._display.plot_timeseries`)."""
+        return plot_timeseries(self, voxel, **kwargs)
 
     def to_xarray(self) -> Any:
         """This image as a labelled, lazy ``xarray.DataArray`` (see :mod:`lazyimg.xarray`)."""
