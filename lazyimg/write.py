@@ -1,8 +1,8 @@
-"""Stream lazy images to NIfTI files, chunk by chunk, atomically.
+"""Stream lazy images to NIfTI and MGH files, chunk by chunk, atomically.
 
 :func:`save` writes a LazyImage, an ``xarray.DataArray`` (geometry from its
 attrs and coordinates, see :mod:`lazyimg.xarray`) or a dask/numpy array to
-``.nii`` or ``.nii.gz``. It checks its arguments, builds the header and wires
+``.nii``, ``.nii.gz``, ``.mgh`` or ``.mgz`` (:mod:`lazyimg._write.mgh`). It checks its arguments, builds the header and wires
 the dask graph: one task creates the temporary file, ``dask.array.store``
 hands every chunk to a :class:`~lazyimg._write.atomic.RegionWriter`, and a last task
 renames the complete file over the target. How the file is written, flushed,
@@ -35,6 +35,7 @@ from lazyimg._plan.chunks import chunk_limit, disk_chunks
 from lazyimg._write.atomic import RegionWriter, SaveJob
 from lazyimg._write.header import build_header, header_bytes, out_dtype
 from lazyimg._write.labels import Labelled, from_obj, nifti_order, rename
+from lazyimg._write.mgh import mgh_layout
 from lazyimg._write.stored import to_stored
 from lazyimg._write.tmpfiles import sweep, temporary_name
 from lazyimg.errors import ImageNotFoundError, SaveError
@@ -93,17 +94,27 @@ def _slab_chunks(x: da.Array) -> tuple[tuple[int, ...], ...] | None:
 # --------------------------------------------------------------------------- save
 
 
-def _parse_target(path: Any) -> tuple[Path, bool]:
+#: Suffixes save writes: ``(suffix, format, gzipped)``, longest first.
+_TARGETS = (
+    (".nii.gz", "nifti", True),
+    (".nii", "nifti", False),
+    (".mgz", "mgh", True),
+    (".mgh", "mgh", False),
+)
+
+
+def _parse_target(path: Any) -> tuple[Path, str, bool]:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"lazyimg.save: path must be a str or os.PathLike, got {type(path).__name__}."
         )
     target = Path(path).absolute()
     lower = target.name.lower()
-    if not (lower.endswith(".nii") or lower.endswith(".nii.gz")):
+    kind = next((t for t in _TARGETS if lower.endswith(t[0])), None)
+    if kind is None:
         raise ValueError(
-            f"lazyimg.save: {target.name!r} does not end in .nii or .nii.gz; lazyimg writes "
-            "single-file NIfTI. Rename the target (e.g. to '.nii.gz')."
+            f"lazyimg.save: {target.name!r} does not end in .nii, .nii.gz, .mgh or .mgz; "
+            "lazyimg writes single-file NIfTI and MGH. Rename the target (e.g. to '.nii.gz')."
         )
     if target.is_dir():
         err = SaveError(f"{target}: could not save: it is a directory; give a file name.")
@@ -114,7 +125,7 @@ def _parse_target(path: Any) -> tuple[Path, bool]:
         raise ImageNotFoundError(
             f"{target}: could not save: the folder {target.parent} {what}; create it first."
         )
-    return target, lower.endswith(".gz")
+    return target, kind[1], kind[2]
 
 
 def _parse_level(level: Any) -> int:
@@ -151,7 +162,7 @@ def save(
     compute: bool = True,
     compresslevel: int = 6,
 ) -> Any:
-    """Write an image to NIfTI, streaming it chunk by chunk; the file appears only when complete.
+    """Write an image to NIfTI or MGH, streaming it chunk by chunk; the file appears only when complete.
 
     Parameters
     ----------
@@ -162,7 +173,11 @@ def save(
         coordinate and attrs (see :mod:`lazyimg.xarray`). A plain array is
         written in its own axis order.
     path : str or os.PathLike
-        Target ending in ``.nii`` or ``.nii.gz``.
+        Target ending in ``.nii``, ``.nii.gz`` (NIfTI-1, or NIfTI-2 when an
+        axis is longer than 32767), ``.mgh`` or ``.mgz`` (MGH: at most 4
+        axes; uint8, int16, uint16, int32 or float32; no scale factors; TR
+        from the time coordinate, flip angle, TE, TI and FoV from the source
+        MGH header or ``attrs["mgh_scan"]``).
     affine : (4, 4) array, optional
         Voxel-to-world affine of `obj` as written; overrides what `obj` says.
         Default for plain arrays: the identity.
@@ -189,7 +204,7 @@ def save(
         False returns a :class:`dask.delayed.Delayed` that does all of it when
         computed (its ``.compute()`` cleans up after a failure, too).
     compresslevel : int
-        gzip level (0-9) for ``.nii.gz``.
+        gzip level (0-9) for ``.nii.gz`` and ``.mgz``.
 
     Returns
     -------
@@ -199,10 +214,13 @@ def save(
     Raises
     ------
     ValueError
-        A suffix other than ``.nii``/``.nii.gz``, more than 7 axes, no affine
-        known for a DataArray, coordinates an affine cannot describe.
+        A suffix other than ``.nii``/``.nii.gz``/``.mgh``/``.mgz``, more axes
+        than the format holds or dims it has no place for
+        (:class:`~lazyimg.errors.DimensionError`), no affine known for a
+        DataArray, coordinates an affine cannot describe, values
+        ``dtype="stored"`` cannot hold (:class:`~lazyimg.errors.OutOfRangeError`).
     TypeError
-        An object or a dtype NIfTI cannot hold.
+        An object or a dtype the format cannot hold.
     ImageNotFoundError
         The target's folder does not exist.
     SaveError
@@ -226,9 +244,21 @@ def save(
     >>> back = nib.load(out)
     >>> back.shape, back.get_data_dtype().name
     ((8, 8, 4, 6), 'float32')
+
+    Keep a scaled int16 file's type and scale factors, or write FreeSurfer's MGZ:
+
+    >>> from lazyimg.testing import write_scaled
+    >>> stored = np.arange(24, dtype="int16").reshape(2, 3, 4)
+    >>> src = write_scaled(tmp / "scaled.nii", stored, 0.5, 10.0)
+    >>> kept = nib.load(save(lazyimg.load(src), tmp / "kept.nii", dtype="stored"))
+    >>> kept.get_data_dtype().name, float(kept.dataobj.slope), float(kept.dataobj.inter)
+    ('int16', 0.5, 10.0)
+    >>> mgz = nib.load(save(img, tmp / "bold.mgz"))
+    >>> [int(n) for n in mgz.shape], float(mgz.header["tr"])
+    ([8, 8, 4, 6], 2000.0)
     """
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
-    target, compressed = _parse_target(path)
+    target, kind, compressed = _parse_target(path)
     level = _parse_level(compresslevel)
     lab = nifti_order(rename(from_obj(obj, name), dims, name), name)
     if lab.data.ndim == 0:
@@ -243,25 +273,30 @@ def save(
                 f"{type(template).__name__}."
             ) from None
     data, want, scaling = _values(lab, dtype, name)
-    hdr = build_header(lab, want, affine, template, name, scaling)
-    disk_dtype = hdr.get_data_dtype()  # with the header's byte order
+    if kind == "mgh":
+        mgh = mgh_layout(lab, want, scaling, affine, template, name)
+        head, offset, footer, disk_dtype = mgh.header, mgh.offset, mgh.footer, mgh.dtype
+    else:
+        hdr = build_header(lab, want, affine, template, name, scaling)
+        disk_dtype = hdr.get_data_dtype()  # with the header's byte order
+        head, offset, footer = header_bytes(hdr), int(hdr.get_data_offset()), b""
 
     data = data if data.dtype == disk_dtype else data.astype(disk_dtype)
     slabs = _slab_chunks(data)
     if slabs is not None and slabs != data.chunks:
         data = data.rechunk(slabs)
 
-    head = header_bytes(hdr)
     sweep(str(target.parent))  # temporary files of earlier saves that were killed
     tmp = temporary_name(str(target))
     job = SaveJob(
         target=str(target),
         tmp=tmp,
         header=head,
-        offset=int(hdr.get_data_offset()),
+        offset=offset,
         shape=tuple(int(n) for n in data.shape),
         dtype=disk_dtype,
         compresslevel=level if compressed else None,
+        footer=footer,
     )
     begin = dask.delayed(job.begin, pure=False)(dask_key_name=f"lazyimg-save-begin-{tmp[-25:]}")
     stored = da.store(data, begin, lock=False, compute=False)

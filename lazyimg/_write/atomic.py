@@ -5,11 +5,12 @@ header and the dask graph around it). One save is a :class:`SaveJob`, run as
 tasks in three steps:
 
 1. **Header and allocation.** :meth:`SaveJob.begin` creates a temporary file next
-   to the target (named by :mod:`lazyimg._write.tmpfiles`), writes the NIfTI
-   header and reserves the file's final size on disk (``posix_fallocate``), so a
-   full disk fails here, as an error naming the target, and never later inside
-   a memory map (SIGBUS). Where the file system cannot reserve space the file
-   is only extended and regions are written without memory maps.
+   to the target (named by :mod:`lazyimg._write.tmpfiles`), writes the header
+   (and, for MGH, the footer after the data) and reserves the file's final size
+   on disk (``posix_fallocate``), so a full disk fails here, as an error naming
+   the target, and never later inside a memory map (SIGBUS). Where the file
+   system cannot reserve space the file is only extended and regions are
+   written without memory maps.
 2. **Regions.** Every chunk goes to a :class:`RegionWriter`, a picklable object
    that holds only the path, the data offset, shape and dtype; it opens the
    file, ``pwrite``\\ s its region and closes it, so regions are written in
@@ -187,6 +188,8 @@ class SaveJob:
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     compresslevel: int | None
+    footer: bytes = b""
+    """Bytes after the data (MGH's scan parameters)."""
 
     @property
     def tmp_gz(self) -> str:
@@ -204,7 +207,9 @@ class SaveJob:
         try:
             with naming(self.target, "reserving its space on disk", self.nbytes):
                 _pwrite_all(fd, memoryview(self.header), 0)
-                reserved = _reserve(fd, self.nbytes)
+                reserved = _reserve(fd, self.nbytes + len(self.footer))
+                if self.footer:
+                    _pwrite_all(fd, memoryview(self.footer), self.nbytes)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):

@@ -48,6 +48,8 @@ class Labelled:
     """``(slope, inter)`` when `data` holds stored values that these scale."""
     stored: Scaling | None = None
     """The dtype and scaling of the file the values came from, if known."""
+    source_header: Any = None
+    """The header of the image the values came from (any format), if any."""
 
 
 @runtime_checkable
@@ -107,7 +109,14 @@ def from_obj(obj: Any, name: str) -> Labelled:
         stored = image_scaling(obj.nibabel_image)
         raw = stored[1:] if stored is not None and getattr(obj, "is_raw", False) else None
         return Labelled(
-            data, lay.dims, dict(lay.coords), dict(lay.attrs), template, raw=raw, stored=stored
+            data,
+            lay.dims,
+            dict(lay.coords),
+            dict(lay.attrs),
+            template,
+            raw=raw,
+            stored=stored,
+            source_header=header,
         )
     if type(obj).__name__ == "DataArray" and hasattr(obj, "variable"):
         return _from_dataarray(obj, name)

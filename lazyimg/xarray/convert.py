@@ -16,6 +16,7 @@ import xarray as xr
 from lazyimg._io.axes import Layout, layout
 from lazyimg._write.fields import ATTR, header_json
 from lazyimg._write.labels import INTER_ATTR, SLOPE_ATTR, image_scaling
+from lazyimg._write.mgh import SCAN_ATTR, scan_params
 from lazyimg.xarray import accessor as _accessor  # noqa: F401  (registers ``da.lazyimg``)
 
 if TYPE_CHECKING:  # the image layer stands on this one: no runtime import
@@ -46,6 +47,8 @@ def image_layout(img: LazyImage) -> Layout:
             # nibabel moves the scale factors from the header into the proxy: put them back
             header.set_slope_inter(*scaling[1:])
         attrs[ATTR] = header_json(header)
+    if (scan := scan_params(img.header)) is not None:
+        attrs[SCAN_ATTR] = scan
     if img.is_raw and scaling is not None:
         attrs[SLOPE_ATTR], attrs[INTER_ATTR] = scaling[1:]
     return replace(lay, attrs=attrs)
