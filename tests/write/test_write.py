@@ -324,7 +324,7 @@ def test_failure_in_the_middle_of_a_new_file(tmp_path: Path):
 def test_bad_arguments(tmp_path: Path):
     arr = np.zeros((2, 2, 2), "float32")
     with pytest.raises(ValueError, match=r"\.nii"):
-        save(arr, tmp_path / "a.mgz")
+        save(arr, tmp_path / "a.mnc")
     with pytest.raises(ValueError, match="compresslevel"):
         save(arr, tmp_path / "a.nii.gz", compresslevel=12)
     with pytest.raises(TypeError, match="NIfTI cannot store"):
