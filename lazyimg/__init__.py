@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from lazyimg._io.cache import close_all as close_files
 from lazyimg._io.files import count_bytes
 from lazyimg._io.files import total_bytes_read as bytes_read
 from lazyimg.errors import (
@@ -51,6 +52,7 @@ __all__ = [
     "SaveError",
     "__version__",
     "bytes_read",
+    "close_files",
     "count_bytes",
     "load",
     "open_dataarray",

@@ -20,19 +20,16 @@ import contextlib
 import os
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from lazyimg._io.cache import Entry, entry
 from lazyimg._io.formats import Source, reopen
 from lazyimg._io.identity import FileId, check_readable
 from lazyimg._io.source import LocalFile, is_remote, open_source
 from lazyimg.errors import CorruptImageError, FileChangedError, ImageNotFoundError
-
-#: How many files one process keeps open.
-MAX_OPEN = 64
 
 #: Bytes handed to callers by the read functions of this module, per process.
 #: Tests use it to check that a selection reads only what it needs.
@@ -111,48 +108,6 @@ def count_bytes() -> Iterator[ByteCount]:
         counter._end = bytes_read
 
 
-class _Entry:
-    """One open file. It is closed when the last reference goes, not when it leaves the
-    cache: a thread may still be reading from an entry the cache has just evicted, and
-    closing its descriptor then could let a newly opened file take the same number."""
-
-    __slots__ = ("_close", "handle", "lock")
-
-    def __init__(self, handle: Any, close: Callable[[], None]) -> None:
-        self.handle = handle
-        self._close: Callable[[], None] | None = close
-        self.lock = threading.Lock()
-
-    def close(self) -> None:
-        """Close the handle (once; later calls do nothing)."""
-        close, self._close = self._close, None
-        if close is not None:
-            close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter exit, or closed already
-            self.close()
-
-
-_cache: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-_inherited: list[Any] = []
-
-
-def _clear_after_fork() -> None:
-    # A forked child starts with an empty cache. The parent's entries are kept alive, not
-    # closed: their handles (decoder threads, locks) belong to the parent's state.
-    global _cache, _cache_lock
-    _inherited.append(_cache)
-    _cache = OrderedDict()
-    _cache_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_clear_after_fork)
-
-
 def check_identity(fid: FileId) -> None:
     """Raise if the file is gone or is no longer the one that was opened.
 
@@ -209,27 +164,7 @@ def _where() -> str | None:
         return None
 
 
-def entry(key: tuple[Any, ...], opener: Callable[[], tuple[Any, Callable[[], None]]]) -> _Entry:
-    """The cached entry for `key`, opening it with `opener` on first use."""
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
-    handle, close = opener()
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:  # another thread won the race
-            close()
-            return hit
-        new = _Entry(handle, close)
-        _cache[key] = new
-        while len(_cache) > MAX_OPEN:
-            _cache.popitem(last=False)  # closed by _Entry.__del__ once no task holds it
-        return new
-
-
-def raw_file(source: Source) -> _Entry:
+def raw_file(source: Source) -> Entry:
     """Open the data file of a raw Source: a descriptor, or a decompressing reader.
 
     A gzip file gets a :class:`~lazyimg._io.gzip.reader.GzipReader`, which does its own
@@ -260,7 +195,7 @@ def raw_file(source: Source) -> _Entry:
             stream = _open_compressed(fid.path, source.compression)
         return stream, stream.close
 
-    return entry(("raw", fid, source.compression), opener)
+    return entry(("raw", fid, source.compression), opener, source)
 
 
 def _open_compressed(path: Any, compression: str) -> Any:
@@ -283,7 +218,7 @@ def _zstd_open(path: Any) -> Any:
         return bzstd.open(path, "rb")
 
 
-def nibabel_image(source: Source) -> _Entry:
+def nibabel_image(source: Source) -> Entry:
     """A nibabel image reopened from its path (for formats lazyimg does not read itself)."""
 
     def opener() -> tuple[Any, Callable[[], None]]:
@@ -291,7 +226,7 @@ def nibabel_image(source: Source) -> _Entry:
             check_readable(fid.path)
         return reopen(source), lambda: None
 
-    return entry(("nibabel", source.files), opener)
+    return entry(("nibabel", source.files), opener, source)
 
 
 def pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:

@@ -76,6 +76,8 @@ class Source:
     compression: str | None = None
     scaling: Scaling = field(default_factory=Scaling)
     image_class: str = ""
+    origin_pid: int = field(default_factory=os.getpid, compare=False, repr=False)
+    """The process that made this Source (see :mod:`lazyimg._io.cache`)."""
 
     @property
     def path(self) -> str:

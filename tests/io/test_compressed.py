@@ -34,7 +34,6 @@ import pytest
 from conftest import assert_same, copy_nibabel_file, nib_array
 
 import lazyimg
-from lazyimg._io import files as _files
 from lazyimg._io.gzip import build as _gzbuild
 from lazyimg._io.gzip import index as _gzindex
 from lazyimg._io.gzip import inflate as _inflate
@@ -62,10 +61,7 @@ def fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 
 def forget() -> None:
     """Drop this process's open files and in-memory indexes (as a new process would start)."""
-    with _files._cache_lock:
-        for entry in _files._cache.values():
-            entry.close()
-        _files._cache.clear()
+    lazyimg.close_files()
     with _gzindex._indexes_lock:
         _gzindex._indexes.clear()
 
