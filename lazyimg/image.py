@@ -42,6 +42,7 @@ from lazyimg._io.formats import (
     disk_order,
     image_files,
     open_nibabel,
+    proxy_file,
     stored_dtype,
     supports_raw,
 )
@@ -328,9 +329,14 @@ def load(
     proxy = nib_img.dataobj
     order = disk_order(nib_img)
     # a proxy over files on disk stays lazy; one over bytes in memory is read once
-    if remote is None and not (nib.is_proxy(proxy) and image_files(nib_img)):
+    # (also one built around another image's proxy, which still reads that file)
+    on_disk = nib.is_proxy(proxy) and (image_files(nib_img) or proxy_file(proxy))
+    if remote is None and not on_disk:
         if raw:
-            raise ValueError(f"dtype='raw' for {name}: an in-memory image has no stored values.")
+            raise ValueError(  # also for a proxy over bytes (from_bytes): read once, scaled
+                f"dtype='raw' for {name}: an image kept in memory has only scaled values; use "
+                "dtype=None, or make an image of img.dataobj.get_unscaled() first."
+            )
         # a proxy over bytes in memory (e.g. from_bytes) is read once; then it is an array
         if nib.is_proxy(proxy):
             nib_img = nib_img.__class__(np.asarray(proxy), nib_img.affine, nib_img.header)
@@ -347,6 +353,6 @@ def load(
     if remote is not None:  # nibabel's proxy would read the header bytes in memory
         nib_img._dataobj = ViewProxy(data._lazyimg[0], full_selection(src.shape))
     if not isinstance(source, (str, os.PathLike)):  # a nibabel image: the file it came from
-        source = getattr(nib_img, "get_filename", lambda: None)()
+        source = getattr(nib_img, "get_filename", lambda: None)() or proxy_file(proxy)
     path = None if not source else source if remote else Path(source)
     return LazyImage(nib_img, data, task=data._lazyimg[0], order=src.order, path=path)

@@ -29,9 +29,9 @@ import nibabel as nib
 import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.tripwire import TripWireError
-from nibabel.volumeutils import apply_read_scaling
 
 from lazyimg._io.identity import FileId, check_readable, files_of, unreadable
+from lazyimg._io.scaling import Scaling, raw_scaling
 from lazyimg.errors import (
     CorruptImageError,
     ImageNotFoundError,
@@ -45,20 +45,6 @@ _MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
     b"BZh": "bz2",
 }
-
-
-@dataclass(frozen=True, eq=False)
-class Scaling:
-    """nibabel's read scaling, prepared once: ``raw * slope + inter`` or per-volume factors.
-
-    The factors are kept in the dtypes nibabel itself would compute in, so the
-    in-place arithmetic of the read path gives bit-identical values.
-    """
-
-    slope: np.ndarray | None = None
-    inter: np.ndarray | None = None
-    per_last: np.ndarray | None = None
-    """One factor per position of the last axis (AFNI sub-bricks)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,6 +181,24 @@ def image_files(img: Any) -> tuple[FileId, ...]:
     return tuple(FileId.of(n) for n in names)
 
 
+def proxy_file(proxy: Any) -> str | None:
+    """The file an ``ArrayProxy`` reads by name (absolute), or None.
+
+    An image built around another image's proxy (``nib.Nifti1Image(src.dataobj,
+    ...)``) has no file of its own, but its proxy still reads `src`'s file.
+    """
+    name = getattr(proxy, "file_like", None)
+    if _is_raw_proxy(proxy) and isinstance(name, (str, os.PathLike)) and os.path.isfile(name):
+        return os.path.abspath(name)
+    return None
+
+
+def _is_raw_proxy(proxy: Any) -> bool:
+    return type(proxy).__name__ in ("ArrayProxy", "AFNIArrayProxy") and isinstance(
+        proxy, ArrayProxy
+    )
+
+
 def disk_order(img: Any) -> str:
     """``"F"`` if the last axis changes slowest on disk, ``"C"`` if the first does."""
     order = getattr(img.dataobj, "order", None) or getattr(img.header, "data_layout", "F")
@@ -209,7 +213,7 @@ def describe(img: Any) -> Source:
     shape = tuple(int(n) for n in proxy.shape)
     if any(n < 0 for n in shape):
         raise CorruptImageError(f"{name}: the header gives negative dimensions {shape}.")
-    if type(proxy).__name__ in ("ArrayProxy", "AFNIArrayProxy") and isinstance(proxy, ArrayProxy):
+    if _is_raw_proxy(proxy):
         return _describe_raw(img, proxy, shape)
     return _describe_nibabel(img, proxy, shape, files)
 
@@ -244,7 +248,7 @@ def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source
         from lazyimg._io.gzip.check import check_isize
 
         check_isize(path, data_file.size, needed)
-    scaling, scaled = _raw_scaling(proxy, stored)
+    scaling, scaled = raw_scaling(proxy, stored)
     return Source(
         kind="raw",
         files=(data_file, *others),
@@ -256,37 +260,6 @@ def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source
         compression=compression,
         scaling=scaling,
         image_class=type(img).__name__,
-    )
-
-
-def _raw_scaling(proxy: ArrayProxy, stored: np.dtype[Any]) -> tuple[Scaling, np.dtype[Any]]:
-    """nibabel's ``ArrayProxy._get_scaled`` rules, worked out without reading data."""
-    per_last = getattr(proxy, "scaling", None)
-    if per_last is not None:  # AFNI: one factor per sub-brick
-        vec = np.asarray(per_last)
-        final = np.result_type(np.empty(0, stored), vec)
-        return Scaling(per_last=vec.astype(final)), np.dtype(final)
-    slope = np.asanyarray(proxy.slope)
-    inter = np.asanyarray(proxy.inter)
-    if np.can_cast(inter, slope.dtype):
-        inter = inter.astype(slope.dtype)
-    probe = np.zeros(1, stored)
-    scaled = apply_read_scaling(probe, slope, inter).dtype
-    if (slope, inter) == (1, 0):
-        return Scaling(), stored
-    slope1d, inter1d = np.atleast_1d(slope), np.atleast_1d(inter)
-    if stored.kind in "iu":
-        from nibabel.volumeutils import int_scinter_ftype
-
-        default = slope1d.dtype.type if slope1d.dtype.kind == "f" else np.float64
-        ftype = int_scinter_ftype(stored, slope1d, inter1d, default)
-        slope1d, inter1d = slope1d.astype(ftype), inter1d.astype(ftype)
-    return (
-        Scaling(
-            slope=slope1d if slope1d != 1.0 else None,
-            inter=inter1d if inter1d != 0.0 else None,
-        ),
-        np.dtype(scaled),
     )
 
 

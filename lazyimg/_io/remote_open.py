@@ -23,10 +23,11 @@ import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.fileholders import FileHolder
 
-from lazyimg._io.formats import Source, _raw_scaling
+from lazyimg._io.formats import Source
 from lazyimg._io.remote import Options, RemoteId, redact
 from lazyimg._io.remote_file import RemoteFile
 from lazyimg._io.remote_fs import filesystem, stat
+from lazyimg._io.scaling import raw_scaling
 from lazyimg.errors import CorruptImageError, NotAnImageError
 
 __all__ = ["open_remote"]
@@ -179,7 +180,7 @@ def _source(
             f"{name}: the object has {rid.size} bytes but its header describes {needed}. "
             "It is truncated or the header is wrong; upload it again."
         )
-    scaling, scaled = _raw_scaling(proxy, stored)
+    scaling, scaled = raw_scaling(proxy, stored)
     return Source(
         kind="raw",
         files=(rid, *others),

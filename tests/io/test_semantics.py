@@ -14,12 +14,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import assert_same, copy_nibabel_file, nibabel_file
+from conftest import assert_same, copy_nibabel_file, counted, nibabel_file
 
 import lazyimg
 from lazyimg._display import html_repr
 from lazyimg._display.text import human_bytes
 from lazyimg.cli import describe_file
+from lazyimg.testing import write_scaled
 
 
 def test_relative_path_lists_each_file_once(
@@ -80,3 +81,55 @@ def test_all_integer_index_gives_a_numpy_scalar(name: str, tmp_path: Path) -> No
         kept = img.slicecopy[(*index, Ellipsis)]
         assert isinstance(kept, np.ndarray) and kept.shape == ()
         assert kept == want
+
+
+@pytest.mark.parametrize(
+    "name", ["example4d.nii.gz", "anatomical.nii", "test.mgz", "scaled+tlrc.HEAD"]
+)
+def test_image_around_another_images_proxy_stays_lazy(name: str) -> None:
+    """Item 11: ``nib.Nifti1Image(src.dataobj, ...)`` was read whole at load."""
+    src = nib.load(nibabel_file(name))
+    wrapped = nib.Nifti1Image(src.dataobj, src.affine, None)
+    with counted() as box:
+        img = lazyimg.load(wrapped)
+    assert box["n"] == 0 and img.is_proxy
+    assert img.path is not None and img.path.name == Path(src.dataobj.file_like).name
+    want = np.asarray(wrapped.dataobj)
+    assert_same(img.slicecopy[...], want)
+    assert_same(img.data[..., -1].compute(), want[..., -1])
+
+
+def test_wrapped_proxy_keeps_its_own_scaling(tmp_path: Path) -> None:
+    """Item 11: values come from the proxy (its slope, dtype, offset), whatever the new header says."""
+    stored = np.arange(2 * 3 * 4 * 5, dtype="int16").reshape(2, 3, 4, 5)
+    path = write_scaled(tmp_path / "s.nii.gz", stored, 0.5, -3.0)
+    src = nib.load(path)
+    header = src.header.copy()
+    header.set_slope_inter(7.0, 100.0)
+    header.set_data_dtype("float32")
+    for wrapped in (
+        nib.Nifti1Image(src.dataobj, src.affine, header),
+        nib.Nifti2Image(src.dataobj, np.diag([2.0, 2.0, 2.0, 1.0]), None),
+    ):
+        want = np.asarray(wrapped.dataobj)
+        for dtype in (None, "float32"):
+            img = lazyimg.load(wrapped, dtype=dtype)
+            assert img.is_proxy
+            assert_same(img.slicecopy[...], want if dtype is None else want.astype(dtype))
+        raw = lazyimg.load(wrapped, dtype="raw")
+        assert_same(raw.data.compute(), src.dataobj.get_unscaled())
+        np.testing.assert_array_equal(lazyimg.load(wrapped).affine, wrapped.affine)
+
+
+def test_raw_of_a_bytes_proxy_says_what_to_do() -> None:
+    """Item 13: dtype='raw' of a from_bytes image gave a wrong message."""
+    made = nib.Nifti1Image(np.arange(24, dtype="int16").reshape(2, 3, 4), np.eye(4))
+    made.header.set_slope_inter(2.0, 1.0)
+    from_bytes = nib.Nifti1Image.from_bytes(made.to_bytes())
+    assert hasattr(from_bytes.dataobj, "get_unscaled")
+    with pytest.raises(ValueError, match="get_unscaled"):  # a bad argument, as for files
+        lazyimg.load(from_bytes, dtype="raw")
+    # the way the message gives works
+    stored = nib.Nifti1Image(from_bytes.dataobj.get_unscaled(), np.eye(4))
+    assert_same(lazyimg.load(stored).slicecopy[...], np.arange(24, dtype="int16").reshape(2, 3, 4))
+    assert_same(lazyimg.load(from_bytes).slicecopy[...], np.asarray(from_bytes.dataobj))
