@@ -153,7 +153,17 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
     """
 
     description = "Neuroimaging images nibabel reads, lazily and disk-aligned (lazyimg)"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "dtype")
+    open_dataset_parameters = (
+        "filename_or_obj",
+        "drop_variables",
+        "dtype",
+        "mask_and_scale",
+        "decode_times",
+        "decode_timedelta",
+        "use_cftime",
+        "decode_coords",
+        "concat_characters",
+    )
 
     def open_dataset(
         self,
@@ -161,12 +171,34 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
         *,
         drop_variables: str | Iterable[str] | None = None,
         dtype: Any = None,
+        mask_and_scale: bool | None = None,
+        decode_times: Any = None,
+        decode_timedelta: Any = None,
+        use_cftime: bool | None = None,
+        decode_coords: Any = None,
+        concat_characters: bool | None = None,
     ) -> xr.Dataset:
+        """The image as a one-variable Dataset; xarray's decoder keywords as CF readers take them.
+
+        ``mask_and_scale=False`` (also ``decode_cf=False``) gives the stored
+        values, as ``dtype="raw"`` does, with the header's scaling in attrs;
+        nothing else in an image file is CF-encoded (time is seconds from the
+        header, coordinates are voxel indices, there are no character arrays),
+        so ``decode_times``, ``decode_timedelta``, ``use_cftime``,
+        ``decode_coords`` and ``concat_characters`` are accepted and change nothing.
+        """
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             raise TypeError(
                 f"engine='lazyimg' opens image files by path, got {type(filename_or_obj).__name__}. "
                 "For a nibabel image in memory use lazyimg.load(img).to_xarray()."
             )
+        if mask_and_scale is False:
+            if dtype is not None and not (isinstance(dtype, str) and dtype == "raw"):
+                raise ValueError(
+                    f"{os.fspath(filename_or_obj)}: mask_and_scale=False asks for stored values "
+                    f"but dtype={dtype!r} for scaled ones; give one of them."
+                )
+            dtype = "raw"
         img = load(filename_or_obj, dtype=dtype)  # header only; validates the file
         source = img.source
         if source is None:  # pragma: no cover - a path always gives a file-backed image
