@@ -3,11 +3,18 @@
 Open any image nibabel reads with :func:`load`; the result's ``.data`` is a
 dask array chunked along the slowest axis on disk, ``.slicecopy[...]`` reads
 exactly the bytes an index needs, and in-memory images are wrapped as views.
+
+Importing the package is cheap: the public names below are resolved on first
+use (a module ``__getattr__``), so ``import lazyimg`` and ``lazyimg --help``
+pull in neither nibabel nor dask, and ``lazyimg.load`` of a path builds its
+dask graph only when ``.data`` is first used. xarray (and the ``da.lazyimg``
+accessor) comes in with :func:`open_dataarray`, ``LazyImage.to_xarray`` or
+the ``engine="lazyimg"`` backend.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from lazyimg._io.cache import close_all as close_files
 from lazyimg._io.files import count_bytes
@@ -24,19 +31,48 @@ from lazyimg.errors import (
     OutOfRangeError,
     SaveError,
 )
-from lazyimg.image import LazyImage, load
-from lazyimg.write import save
 
-try:  # xarray is an optional extra: the engine, open_dataarray and the da.lazyimg accessor
-    from lazyimg.xarray import accessor as _accessor  # noqa: F401  (registers da.lazyimg)
+if TYPE_CHECKING:
+    from lazyimg.image import LazyImage, load
+    from lazyimg.write import save
     from lazyimg.xarray import open_dataarray
-except ImportError:  # pragma: no cover - exercised only without xarray installed
-    pass
 
-try:
-    __version__ = version("lazyimg")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "LazyImage": "lazyimg.image",
+    "load": "lazyimg.image",
+    "save": "lazyimg.write",
+    "open_dataarray": "lazyimg.xarray",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lazyimg")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata alone costs ~60 ms
+        value: Any = _version()
+        globals()[name] = value
+        return value
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lazyimg' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CorruptImageError",

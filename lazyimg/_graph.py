@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import dask.array as da
@@ -27,8 +26,8 @@ from dask.highlevelgraph import HighLevelGraph
 from dask.layers import BlockwiseDepDict
 
 from lazyimg._io.formats import Source
-from lazyimg._io.read import read
-from lazyimg._plan.chunks import coalesce
+from lazyimg._io.read import Block, ReadTask
+from lazyimg._plan.chunks import view_read_chunks
 from lazyimg._plan.index import (
     Item,
     NewAxis,
@@ -37,29 +36,8 @@ from lazyimg._plan.index import (
     compose,
     is_basic_index,
     merge_block,
-    selection_shape,
     tight_index,
-    view_chunks,
 )
-
-
-@dataclass(frozen=True)
-class ReadTask:
-    """The picklable callable of one chunk: a Source recipe plus how to cast."""
-
-    source: Source
-    dtype: np.dtype[Any] | None
-    raw: bool
-
-    def __call__(self, block: Block) -> np.ndarray:
-        return read(self.source, block.sel, self.dtype, self.raw)
-
-
-@dataclass(frozen=True)
-class Block:
-    """One chunk's selection, wrapped so dask treats it as an opaque argument."""
-
-    sel: Selection
 
 
 def _sel_token(sel: Selection) -> tuple[Any, ...]:
@@ -135,10 +113,8 @@ def disk_array(
     task: ReadTask, sel: Selection, source_chunks: tuple[tuple[int, ...], ...]
 ) -> DiskArray:
     """The dask array of selection `sel` of a file, chunked along `source_chunks`."""
-    dtype = task.dtype or (task.source.stored if task.raw else task.source.scaled)
-    itemsize = np.dtype(dtype).itemsize
-    limit = int(np.prod([max(c) if c else 0 for c in source_chunks], dtype=np.int64)) * itemsize
-    chunks = coalesce(view_chunks(sel, source_chunks), itemsize, max(limit, itemsize))
+    dtype = task.out_dtype
+    chunks = view_read_chunks(sel, source_chunks, dtype.itemsize)
     name = "lazyimg-" + tokenize(
         task.source, task.dtype and task.dtype.str, task.raw, _sel_token(sel), source_chunks
     )
@@ -219,47 +195,3 @@ def memory_array(
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     meta = np.empty((0,) * arr.ndim, dtype or arr.dtype)
     return MemoryArray(graph, name, chunks, meta=meta)
-
-
-def numpy_result(out: np.ndarray, index: Any) -> Any:
-    """`out` as numpy indexing returns it: a scalar (native byte order) for an all-integer index.
-
-    A 0-d result of an index with an Ellipsis stays a 0-d array, as in numpy.
-    """
-    items = index if isinstance(index, tuple) else (index,)
-    if out.ndim == 0 and not any(it is Ellipsis for it in items):
-        return out[()]
-    return out
-
-
-class ViewProxy:
-    """nibabel's array-proxy protocol over a lazyimg selection (used after ``img.slicer``)."""
-
-    def __init__(self, task: ReadTask, sel: Selection) -> None:
-        self._task = task
-        self._sel = sel
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return selection_shape(self._sel)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        t = self._task
-        return t.dtype or (t.source.stored if t.raw else t.source.scaled)
-
-    @property
-    def is_proxy(self) -> bool:
-        return True
-
-    def __getitem__(self, index: Any) -> Any:
-        out = read(self._task.source, compose(self._sel, index), self._task.dtype, self._task.raw)
-        return numpy_result(out, index)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = np.asarray(self[()])
-        return arr if dtype is None else arr.astype(dtype, copy=False)

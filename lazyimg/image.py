@@ -12,6 +12,7 @@ Views and copies, in one place:
 * ``img.data`` is a dask array. Computing it gives **copies** (dask copies
   results); building and slicing it reads nothing and copies nothing, also for
   in-memory images.
+  For a file, the graph (and ``dask.array``) is built when ``.data`` is first used.
 """
 
 from __future__ import annotations
@@ -19,22 +20,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import nibabel as nib
 import numpy as np
 
 from lazyimg._display import html_repr, plot_slices, plot_timeseries
 from lazyimg._display.text import human_bytes
-from lazyimg._graph import (
-    DiskArray,
-    ReadTask,
-    ViewProxy,
-    full_disk_array,
-    memory_array,
-    numpy_result,
-)
 from lazyimg._io.axes import dim_axes, selection_affine
 from lazyimg._io.formats import (
     Source,
@@ -46,12 +38,15 @@ from lazyimg._io.formats import (
     stored_dtype,
     supports_raw,
 )
-from lazyimg._io.read import read
+from lazyimg._io.read import ReadTask, ViewProxy, numpy_result, read
 from lazyimg._io.remote import RemotePath, is_url
 from lazyimg._io.remote_open import open_remote
-from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks
+from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks, view_read_chunks
 from lazyimg._plan.dtypes import parse_dtype
 from lazyimg._plan.index import Selection, compose, full_selection, normalize_index, selection_shape
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["LazyImage", "load"]
 
@@ -102,38 +97,53 @@ class LazyImage:
     def __init__(
         self,
         nib_img: Any,
-        data: da.Array,
+        data: da.Array | None,
         *,
         task: ReadTask | None = None,
         sel: Selection | None = None,
         order: str = "F",
         path: Path | RemotePath | None = None,
+        source_chunks: Chunks | None = None,
     ) -> None:
         self._nib = nib_img
-        self.data = data
+        self._data = data
         self._task = task
-        self._sel = sel if sel is not None else full_selection(tuple(data.shape))
+        self._sel = sel if sel is not None else full_selection(tuple(map(int, data.shape)))  # type: ignore[union-attr]
+        self._source_chunks = source_chunks  # with data=None: task, sel and these build it
         self.disk_order = order
         self.path = path
         self.slicecopy = _SliceCopy(self)
         self.slicer = _Slicer(self)
 
+    @property
+    def data(self) -> da.Array:
+        """The voxel values as a dask array (its graph is built on first use)."""
+        if self._data is None:
+            from lazyimg._graph import disk_array
+
+            self._data = disk_array(self._task, self._sel, self._source_chunks)  # type: ignore[arg-type]
+        return self._data
+
     # -- nibabel-like attributes -------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in self.data.shape)
+        return (
+            selection_shape(self._sel) if self._data is None else tuple(map(int, self.data.shape))
+        )
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return len(self.shape)
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return self.data.dtype
+        return self._task.out_dtype if self._data is None else self._data.dtype  # type: ignore[union-attr]
 
     @property
     def chunks(self) -> Chunks:
-        return self.data.chunks
+        if self._data is None:
+            return view_read_chunks(self._sel, self._source_chunks, self.dtype.itemsize)  # type: ignore[arg-type]
+        return self._data.chunks
 
     @property
     def affine(self) -> np.ndarray:
@@ -170,7 +180,7 @@ class LazyImage:
     @property
     def nbytes(self) -> int:
         """Size of the values in memory."""
-        return int(self.data.nbytes)
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     # -- behaviour ---------------------------------------------------------------------
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -235,19 +245,15 @@ class LazyImage:
     def __repr__(self) -> str:
         name = self.path.name if self.path else "<in memory>"
         stored = stored_dtype(self._nib) or self.dtype
-        nchunks = int(np.prod(self.data.numblocks))
+        nchunks = int(np.prod([len(c) for c in self.chunks]))
         chunk = "x".join(str(max(c) if c else 0) for c in self.chunks)
-        where = f"{human_bytes(_disk_size(self))} on disk" if self._task else "in memory"
+        src = self.source
+        where = f"{human_bytes(sum(f.size for f in src.files))} on disk" if src else "in memory"
         return (
             f"<LazyImage {name!r} {type(self._nib).__name__} shape={self.shape} dtype={self.dtype} "
             f"(stored {stored}) disk_order={self.disk_order} chunks={nchunks} x {chunk} "
             f"nbytes={human_bytes(self.nbytes)} {where}>"
         )
-
-
-def _disk_size(img: LazyImage) -> int:
-    src = img.source
-    return sum(f.size for f in src.files) if src else 0
 
 
 def _wrap_memory(
@@ -256,6 +262,8 @@ def _wrap_memory(
     arr = np.asanyarray(nib_img.dataobj)
     out_dtype = dtype or arr.dtype
     resolved = parse_chunks(chunks, arr.shape, out_dtype, order, "in-memory image")
+    from lazyimg._graph import memory_array
+
     return LazyImage(nib_img, memory_array(arr, resolved, dtype), order=order, path=path)
 
 
@@ -347,12 +355,13 @@ def load(
             f"dtype='raw' for {src.path}: nibabel gives only scaled values for "
             f"{src.image_class}; use dtype=None."
         )
-    out_dtype = cast or (src.stored if raw else src.scaled)
-    resolved = parse_chunks(chunks, src.shape, out_dtype, src.order, src.path)
-    data: DiskArray = full_disk_array(src, resolved, cast, raw)
+    task, sel = ReadTask(src, cast, raw), full_selection(src.shape)  # the graph comes with .data
+    resolved = parse_chunks(chunks, src.shape, task.out_dtype, src.order, src.path)
     if remote is not None:  # nibabel's proxy would read the header bytes in memory
-        nib_img._dataobj = ViewProxy(data._lazyimg[0], full_selection(src.shape))
+        nib_img._dataobj = ViewProxy(task, sel)
     if not isinstance(source, (str, os.PathLike)):  # a nibabel image: the file it came from
         source = getattr(nib_img, "get_filename", lambda: None)() or proxy_file(proxy)
     path = None if not source else source if remote else Path(source)
-    return LazyImage(nib_img, data, task=data._lazyimg[0], order=src.order, path=path)
+    return LazyImage(
+        nib_img, None, task=task, sel=sel, source_chunks=resolved, order=src.order, path=path
+    )

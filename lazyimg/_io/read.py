@@ -9,6 +9,7 @@ values equal ``np.asarray(nib.load(f).dataobj)[index]`` bit for bit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,14 @@ import numpy as np
 from lazyimg._io import files as _files
 from lazyimg._io.formats import Source
 from lazyimg._io.source import is_remote
-from lazyimg._plan.index import NewAxis, Selection, selection_shape, selection_slices, source_items
+from lazyimg._plan.index import (
+    NewAxis,
+    Selection,
+    compose,
+    selection_shape,
+    selection_slices,
+    source_items,
+)
 from lazyimg._plan.reads import (
     ReadPlan,
     contiguous_run,
@@ -30,6 +38,30 @@ from lazyimg._plan.reads import (
 #: points instead (a restart's average lead-in), so a selection whose runs would
 #: together decompress about as much as their whole span is read in one pass.
 COMPRESSED_READ_OVERHEAD = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """The picklable callable of one chunk: a Source recipe plus how to cast."""
+
+    source: Source
+    dtype: np.dtype[Any] | None
+    raw: bool
+
+    @property
+    def out_dtype(self) -> np.dtype[Any]:
+        """The dtype this task's reads return."""
+        return self.dtype or (self.source.stored if self.raw else self.source.scaled)
+
+    def __call__(self, block: Block) -> np.ndarray:
+        return read(self.source, block.sel, self.dtype, self.raw)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One chunk's selection, wrapped so dask treats it as an opaque argument."""
+
+    sel: Selection
 
 
 def read(
@@ -213,3 +245,46 @@ def _read_nibabel(
     with entry.lock:
         data = proxy._get_unscaled(index) if raw else proxy[index]
     np.copyto(dest, np.asarray(data).reshape(dest.shape), casting="unsafe")
+
+
+def numpy_result(out: np.ndarray, index: Any) -> Any:
+    """`out` as numpy indexing returns it: a scalar (native byte order) for an all-integer index.
+
+    A 0-d result of an index with an Ellipsis stays a 0-d array, as in numpy.
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    if out.ndim == 0 and not any(it is Ellipsis for it in items):
+        return out[()]
+    return out
+
+
+class ViewProxy:
+    """nibabel's array-proxy protocol over a lazyimg selection (used after ``img.slicer``)."""
+
+    def __init__(self, task: ReadTask, sel: Selection) -> None:
+        self._task = task
+        self._sel = sel
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return selection_shape(self._sel)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._task.out_dtype
+
+    @property
+    def is_proxy(self) -> bool:
+        return True
+
+    def __getitem__(self, index: Any) -> Any:
+        out = read(self._task.source, compose(self._sel, index), self._task.dtype, self._task.raw)
+        return numpy_result(out, index)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = np.asarray(self[()])
+        return arr if dtype is None else arr.astype(dtype, copy=False)

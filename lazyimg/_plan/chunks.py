@@ -13,11 +13,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
-from dask.utils import parse_bytes
 
+from lazyimg._plan.index import Selection, view_chunks
 from lazyimg.errors import DimensionError
 
 Chunks = tuple[tuple[int, ...], ...]
@@ -107,8 +105,20 @@ def coalesce(chunks: Chunks, itemsize: int, limit: int) -> Chunks:
     return tuple(out)
 
 
+def view_read_chunks(sel: Selection, source_chunks: Chunks, itemsize: int) -> Chunks:
+    """Chunks of the read tasks of view `sel`: the source's cuts, small pieces merged.
+
+    Pure, so a LazyImage knows its chunks before (and without) building its graph.
+    """
+    limit = math.prod(max(c) if c else 0 for c in source_chunks) * itemsize
+    return coalesce(view_chunks(sel, source_chunks), itemsize, max(limit, itemsize))
+
+
 def chunk_limit() -> int:
     """dask's ``array.chunk-size`` setting, in bytes."""
+    import dask  # dask's configuration only (~0.1 s), not dask.array
+    from dask.utils import parse_bytes
+
     return int(parse_bytes(dask.config.get("array.chunk-size")))
 
 
@@ -136,10 +146,11 @@ def parse_chunks(
         )
     if isinstance(chunks, tuple):
         chunks = tuple(auto[a] if c == "auto" else c for a, c in enumerate(chunks))
+    from dask.array.core import normalize_chunks  # explicit chunks only: ~1-2 s to import
+
     try:
         return tuple(
-            tuple(int(c) for c in axis)
-            for axis in da.core.normalize_chunks(chunks, shape, dtype=dtype)
+            tuple(int(c) for c in axis) for axis in normalize_chunks(chunks, shape, dtype=dtype)
         )
     except (ValueError, TypeError, ZeroDivisionError) as err:  # dask divides by a chunk of 0
         raise ValueError(

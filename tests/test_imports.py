@@ -1,0 +1,90 @@
+"""What importing lazyimg pulls in: start-up stays cheap (fresh processes, no timings).
+
+``import lazyimg`` must not import dask, nibabel, xarray, pandas, scipy or
+matplotlib; ``lazyimg.load`` of a path reads the header without building a dask
+graph, so ``dask.array`` (which drags xarray, pandas and scipy along) comes in
+only when ``.data`` is used; the ``da.lazyimg`` accessor is registered by
+anything that imports :mod:`lazyimg.xarray`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lazyimg.testing import write_fmri
+
+HEAVY = ["xarray", "pandas", "scipy.fft", "scipy.sparse", "matplotlib", "dask.array", "distributed"]
+
+
+def _modules_after(code: str, tmp_path: Path) -> dict[str, bool]:
+    script = code + "\nimport json, sys\nprint(json.dumps({m: m in sys.modules for m in WATCH}))"
+    watch = [*HEAVY, "dask", "nibabel", "numpy", "scipy", "indexed_gzip"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", f"WATCH = {watch!r}\n{script}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_lazyimg_pulls_nothing_heavy(tmp_path: Path) -> None:
+    seen = _modules_after("import lazyimg", tmp_path)
+    assert [m for m, on in seen.items() if on] == []
+
+
+def test_help_imports_no_numpy(tmp_path: Path) -> None:
+    seen = _modules_after(
+        "import lazyimg.cli as c\ntry:\n c.main(['--help'])\nexcept SystemExit:\n pass", tmp_path
+    )
+    assert not seen["numpy"] and not seen["nibabel"] and not seen["dask"]
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_load_and_read_without_dask_array(tmp_path: Path, suffix: str) -> None:
+    path = write_fmri(tmp_path / f"f{suffix}", shape=(6, 5, 4, 8))
+    code = (
+        "import lazyimg\n"
+        f"img = lazyimg.load({str(path)!r})\n"
+        "img.shape, img.dtype, img.chunks, img.nbytes, repr(img)\n"
+        "img.slicecopy[..., 3]\n"
+        "from lazyimg.cli import describe_file\n"
+        f"describe_file({str(path)!r})\n"
+    )
+    seen = _modules_after(code, tmp_path)
+    assert [m for m in HEAVY if seen[m]] == []
+
+
+def test_data_builds_the_graph_on_first_use(tmp_path: Path) -> None:
+    path = write_fmri(tmp_path / "f.nii", shape=(6, 5, 4, 8))
+    code = f"import lazyimg\nimg = lazyimg.load({str(path)!r})\nimg.data\n"
+    assert _modules_after(code, tmp_path)["dask.array"]
+
+
+def test_accessor_registered_by_to_xarray(tmp_path: Path) -> None:
+    path = write_fmri(tmp_path / "f.nii", shape=(6, 5, 4, 8))
+    code = (
+        f"import lazyimg\nda = lazyimg.load({str(path)!r}).to_xarray()\n"
+        "assert hasattr(da, 'lazyimg')\n"
+        "import xarray as xr\nassert 'lazyimg' in dir(xr.DataArray)\n"
+    )
+    assert _modules_after(code, tmp_path)["xarray"]
+
+
+def test_lazy_public_names() -> None:
+    import lazyimg
+
+    for name in lazyimg.__all__:
+        assert getattr(lazyimg, name) is not None
+    assert set(lazyimg.__all__) <= set(dir(lazyimg))
+    with pytest.raises(AttributeError):
+        lazyimg.no_such_name  # noqa: B018
