@@ -16,9 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lazyimg._io.cache import close_all as close_files
-from lazyimg._io.files import count_bytes
-from lazyimg._io.files import total_bytes_read as bytes_read
 from lazyimg.errors import (
     CorruptImageError,
     DimensionError,
@@ -33,16 +30,22 @@ from lazyimg.errors import (
 )
 
 if TYPE_CHECKING:
+    from lazyimg._io.cache import close_all as close_files
+    from lazyimg._io.files import count_bytes
+    from lazyimg._io.files import total_bytes_read as bytes_read
     from lazyimg.image import LazyImage, load
     from lazyimg.write import save
     from lazyimg.xarray import open_dataarray
 
-#: public name -> the module that defines it (imported on first use)
+#: public name -> (module, name there), imported on first use
 _LAZY = {
-    "LazyImage": "lazyimg.image",
-    "load": "lazyimg.image",
-    "save": "lazyimg.write",
-    "open_dataarray": "lazyimg.xarray",
+    "LazyImage": ("lazyimg.image", "LazyImage"),
+    "load": ("lazyimg.image", "load"),
+    "save": ("lazyimg.write", "save"),
+    "open_dataarray": ("lazyimg.xarray", "open_dataarray"),
+    "bytes_read": ("lazyimg._io.files", "total_bytes_read"),
+    "count_bytes": ("lazyimg._io.files", "count_bytes"),
+    "close_files": ("lazyimg._io.cache", "close_all"),
 }
 
 
@@ -60,12 +63,12 @@ def __getattr__(name: str) -> Any:
         value: Any = _version()
         globals()[name] = value
         return value
-    module = _LAZY.get(name)
-    if module is None:
+    where = _LAZY.get(name)
+    if where is None:
         raise AttributeError(f"module 'lazyimg' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(where[0]), where[1])
     globals()[name] = value  # later look-ups skip this function
     return value
 
