@@ -204,7 +204,14 @@ def _zooms(
         slot = names.index(d) if d in names else None
         stored = known[slot] if slot is not None and slot < len(known) else None
         values = lab.coords[d][0] if d in lab.coords else None
-        step = abs(index_grid(values, d)[1]) if values is not None and np.ndim(values) else 1.0
+        step = 1.0
+        if values is not None and np.ndim(values) and np.asarray(values).dtype.kind in "iuf":
+            try:
+                step = abs(index_grid(values, d)[1])
+            except ValueError:
+                if d in SPATIAL:
+                    raise
+                # labels of a stacked axis (subjects, runs) need not be evenly spaced
         if d in SPATIAL:
             i = SPATIAL.index(d)
             zooms.append(float(norms[i]) if explicit_affine or stored is None else stored * step)

@@ -70,6 +70,9 @@ Modules
     :func:`open_dataarray` (stands on :func:`lazyimg.load`).
 ``backend``
     The ``engine="lazyimg"`` entry point (stands on :func:`lazyimg.load`).
+``stack``
+    :func:`open_mfdataset`: many files along a labelled dimension (BIDS
+    subjects or file names) with a ``source`` coordinate of every path.
 """
 
 from __future__ import annotations
@@ -78,14 +81,18 @@ from typing import Any
 
 from lazyimg.xarray.convert import VARIABLE_NAME, image_layout, to_xarray
 
-__all__ = ["VARIABLE_NAME", "image_layout", "open_dataarray", "to_xarray"]
+__all__ = ["VARIABLE_NAME", "image_layout", "open_dataarray", "open_mfdataset", "to_xarray"]
 
 
 def __getattr__(name: str) -> Any:
-    # open_dataarray stands on lazyimg.image, which stands on this package's
+    # open_dataarray and open_mfdataset stand on lazyimg.image, which stands on this package's
     # convert module: imported on first use so that the layers stay acyclic
     if name == "open_dataarray":
         from lazyimg.xarray.open import open_dataarray
 
         return open_dataarray
+    if name == "open_mfdataset":
+        from lazyimg.xarray.stack import open_mfdataset
+
+        return open_mfdataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

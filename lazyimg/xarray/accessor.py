@@ -1,6 +1,9 @@
-"""The ``da.lazyimg`` accessor: affine, world coordinates and NIfTI output of a DataArray.
+"""The ``da.lazyimg`` and ``ds.lazyimg`` accessors: affine, world coordinates, saving.
 
-The accessor holds no state: every property is worked out again from the
+``da.lazyimg`` works on a DataArray; ``ds.lazyimg`` on a Dataset does the same
+for its image variable (``"image"``, the one the engine and
+:func:`lazyimg.xarray.open_mfdataset` give) and lists the files a stacked
+Dataset came from. The accessors hold no state: every property is worked out again from the
 DataArray's coordinates and attrs (see :mod:`lazyimg.xarray` for what they
 hold), so it stays right after ``isel``, arithmetic, ``to_zarr`` and back.
 Importing this module registers it; :mod:`lazyimg.xarray` and the xarray
@@ -17,8 +20,12 @@ import numpy as np
 import xarray as xr
 
 from lazyimg._io.axes import SPATIAL, affine_of, grid_affine, index_grid
+from lazyimg.errors import NotAnImageError
 
-__all__ = ["LazyImgAccessor"]
+__all__ = ["VARIABLE_NAME", "LazyImgAccessor", "LazyImgDatasetAccessor"]
+
+#: Name of the DataArray (and of the one variable the xarray engine returns).
+VARIABLE_NAME = "image"
 
 
 @xr.register_dataarray_accessor("lazyimg")
@@ -104,7 +111,75 @@ class LazyImgAccessor:
         return self._obj.assign_coords({name: world[name].variable for name in world.data_vars})
 
     def to_nifti(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
-        """Save as NIfTI, streaming chunk by chunk; see :func:`lazyimg.write.save`."""
+        """Save as NIfTI (or MGH, by the suffix), chunk by chunk; see :func:`lazyimg.save`."""
         from lazyimg.write import save
 
         return save(self._obj, path, **kwargs)
+
+    save = to_nifti
+
+
+@xr.register_dataset_accessor("lazyimg")
+class LazyImgDatasetAccessor:
+    """``ds.lazyimg``: the image variable's geometry and output, and the files behind it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, xarray as xr
+    >>> from lazyimg.testing import write_fmri
+    >>> path = write_fmri(pathlib.Path(tempfile.mkdtemp()) / "bold.nii", (4, 4, 3, 2))
+    >>> ds = xr.open_dataset(path, engine="lazyimg")
+    >>> ds.lazyimg.zooms, ds.lazyimg.sources == [str(path)]
+    ((2.0, 2.0, 2.0), True)
+    """
+
+    def __init__(self, obj: xr.Dataset) -> None:
+        self._obj = obj
+
+    @property
+    def image(self) -> xr.DataArray:
+        """The image variable: ``"image"``, or the only one with an ``affine`` attr."""
+        ds = self._obj
+        if VARIABLE_NAME in ds.data_vars:
+            return ds[VARIABLE_NAME]
+        named = [n for n, v in ds.data_vars.items() if "affine" in v.attrs]
+        if len(named) == 1:
+            return ds[named[0]]
+        raise NotAnImageError(
+            f"the Dataset has no variable {VARIABLE_NAME!r} and {len(named)} with an 'affine' "
+            f"attr ({named}); pick one: ds[name].lazyimg."
+        )
+
+    @property
+    def affine(self) -> np.ndarray:
+        """See :attr:`LazyImgAccessor.affine`."""
+        return self.image.lazyimg.affine
+
+    @property
+    def zooms(self) -> tuple[float, ...]:
+        """See :attr:`LazyImgAccessor.zooms`."""
+        return self.image.lazyimg.zooms
+
+    @property
+    def sources(self) -> list[str]:
+        """The files the image came from: the ``source`` coordinate, else ``attrs["source"]``."""
+        ds = self._obj
+        if "source" in ds.coords:
+            return [str(p) for p in np.ravel(ds.coords["source"].values)]
+        source = self.image.attrs.get("source")
+        return [] if source is None else [str(source)]
+
+    def world_coords(self) -> xr.Dataset:
+        """See :meth:`LazyImgAccessor.world_coords`."""
+        return self.image.lazyimg.world_coords()
+
+    def assign_world_coords(self) -> xr.Dataset:
+        """This Dataset with lazy ``x``, ``y``, ``z`` world coordinates attached."""
+        world = self.world_coords()
+        return self._obj.assign_coords({name: world[name].variable for name in world.data_vars})
+
+    def to_nifti(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Save the image variable; see :func:`lazyimg.save` (``dims=`` places stacked dims)."""
+        return self.image.lazyimg.to_nifti(path, **kwargs)
+
+    save = to_nifti

@@ -17,15 +17,12 @@ from lazyimg._io.axes import Layout, layout
 from lazyimg._write.fields import ATTR, header_json
 from lazyimg._write.labels import INTER_ATTR, SLOPE_ATTR, image_scaling
 from lazyimg._write.mgh import SCAN_ATTR, scan_params
-from lazyimg.xarray import accessor as _accessor  # noqa: F401  (registers ``da.lazyimg``)
+from lazyimg.xarray.accessor import VARIABLE_NAME  # importing it registers ``da.lazyimg``
 
 if TYPE_CHECKING:  # the image layer stands on this one: no runtime import
     from lazyimg.image import LazyImage
 
 __all__ = ["VARIABLE_NAME", "image_layout", "to_xarray"]
-
-#: Name of the DataArray (and of the one variable the xarray engine returns).
-VARIABLE_NAME = "image"
 
 
 def image_layout(img: LazyImage) -> Layout:
