@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,11 +18,21 @@ from lazyimg.errors import LazyImgError
 _OPS = ("mean", "std", "tsnr", "min", "max")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lazyimg")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lazyimg",
         description="Open neuroimaging files lazily, in parallel, by their on-disk layout.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo on a generated fMRI-like image")
@@ -146,29 +157,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lazyimg`` console script."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from lazyimg._demo import run_demo
-
-            return run_demo(args.size, args.keep)
-        if args.command == "info":
-            infos = [describe_file(f) for f in args.files]
-            if args.json:
-                print(json.dumps(infos, indent=2))
-            else:
-                for info in infos:
-                    _print_info(info)
-            return 0
-        if args.command == "reduce":
-            reduce_file(args.file, args.op, args.axis, args.output, progress=not args.quiet)
-            print(f"wrote {args.output}", file=sys.stderr)
-            return 0
+        status = _run(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (``lazyimg info f | head``): nothing left to say to it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (LazyImgError, FileNotFoundError, ValueError, TypeError, OSError) as err:
         print(f"lazyimg: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lazyimg: interrupted", file=sys.stderr)
         return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from lazyimg._demo import run_demo
+
+        return run_demo(args.size, args.keep)
+    if args.command == "info":
+        return _info(args.files, args.json)
+    if args.command == "reduce":
+        reduce_file(args.file, args.op, args.axis, args.output, progress=not args.quiet)
+        print(f"wrote {args.output}", file=sys.stderr)
+        return 0
     return 2  # pragma: no cover - argparse requires a command
+
+
+def _info(files: Sequence[str], as_json: bool) -> int:
+    """Describe each file; a bad one is reported and skipped, and the exit status says so."""
+    status, infos = 0, []
+    for path in files:
+        try:
+            info = describe_file(path)
+        except (LazyImgError, ValueError, TypeError, OSError) as err:
+            if isinstance(err, BrokenPipeError):
+                raise
+            print(f"lazyimg: error: {err}", file=sys.stderr)
+            status, info = 2, {"path": path, "error": str(err)}
+        if as_json:
+            infos.append(info)
+        elif "error" not in info:
+            _print_info(info)
+    if as_json:
+        print(json.dumps(infos, indent=2))
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
