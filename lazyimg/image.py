@@ -12,7 +12,6 @@ Views and copies, in one place:
 * ``img.data`` is a dask array. Computing it gives **copies** (dask copies
   results); building and slicing it reads nothing and copies nothing, also for
   in-memory images.
-  For a file, the graph (and ``dask.array``) is built when ``.data`` is first used.
 """
 
 from __future__ import annotations
@@ -110,26 +109,21 @@ class LazyImage:
         self._task = task
         self._sel = sel if sel is not None else full_selection(tuple(map(int, data.shape)))  # type: ignore[union-attr]
         self._source_chunks = source_chunks  # with data=None: task, sel and these build it
-        self.disk_order = order
-        self.path = path
-        self.slicecopy = _SliceCopy(self)
-        self.slicer = _Slicer(self)
+        self.disk_order, self.path = order, path
+        self.slicecopy, self.slicer = _SliceCopy(self), _Slicer(self)
 
     @property
     def data(self) -> da.Array:
-        """The voxel values as a dask array (its graph is built on first use)."""
+        """The voxel values as a dask array (built, with ``dask.array``, on first use)."""
         if self._data is None:
             from lazyimg._graph import disk_array
 
             self._data = disk_array(self._task, self._sel, self._source_chunks)  # type: ignore[arg-type]
         return self._data
 
-    # -- nibabel-like attributes -------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return (
-            selection_shape(self._sel) if self._data is None else tuple(map(int, self.data.shape))
-        )
+        return selection_shape(self._sel)
 
     @property
     def ndim(self) -> int:
@@ -182,7 +176,6 @@ class LazyImage:
         """Size of the values in memory."""
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
-    # -- behaviour ---------------------------------------------------------------------
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if self._task is None and dtype is None and self.dtype == self.dataobj.dtype and not copy:
             return np.asarray(self.dataobj)
