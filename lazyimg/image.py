@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 import nibabel as nib
 import numpy as np
 
-from lazyimg._display import html_repr, plot_slices, plot_timeseries
-from lazyimg._display.text import human_bytes
+from lazyimg._display import html_repr, plain_repr, plot_slices, plot_timeseries
 from lazyimg._io.axes import dim_axes, selection_affine
 from lazyimg._io.formats import (
     Source,
@@ -34,7 +33,6 @@ from lazyimg._io.formats import (
     image_files,
     open_nibabel,
     proxy_file,
-    stored_dtype,
     supports_raw,
 )
 from lazyimg._io.read import ReadTask, ViewProxy, numpy_result, read
@@ -236,17 +234,7 @@ class LazyImage:
         )
 
     def __repr__(self) -> str:
-        name = self.path.name if self.path else "<in memory>"
-        stored = stored_dtype(self._nib) or self.dtype
-        nchunks = int(np.prod([len(c) for c in self.chunks]))
-        chunk = "x".join(str(max(c) if c else 0) for c in self.chunks)
-        src = self.source
-        where = f"{human_bytes(sum(f.size for f in src.files))} on disk" if src else "in memory"
-        return (
-            f"<LazyImage {name!r} {type(self._nib).__name__} shape={self.shape} dtype={self.dtype} "
-            f"(stored {stored}) disk_order={self.disk_order} chunks={nchunks} x {chunk} "
-            f"nbytes={human_bytes(self.nbytes)} {where}>"
-        )
+        return plain_repr(self)
 
 
 def _wrap_memory(

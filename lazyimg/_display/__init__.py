@@ -8,5 +8,6 @@ draw with matplotlib (imported only when a picture is asked for).
 from lazyimg._display.html import html_repr
 from lazyimg._display.series import plot_timeseries
 from lazyimg._display.slices import plot_slices
+from lazyimg._display.summary import plain_repr
 
-__all__ = ["html_repr", "plot_slices", "plot_timeseries"]
+__all__ = ["html_repr", "plain_repr", "plot_slices", "plot_timeseries"]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lazyimg._display.text import human_bytes
 from lazyimg._io.axes import array_axes, time_step, voxel_sizes
 from lazyimg._io.formats import stored_dtype
 
@@ -39,3 +40,19 @@ def summarize(img: LazyImage) -> dict[str, Any]:
         "voxel_sizes": [zooms[a] for a in kinds.spatial],
         "tr_seconds": tr,
     }
+
+
+def plain_repr(img: LazyImage) -> str:
+    """One line: name, format, shape, dtypes, disk order, chunks, sizes."""
+    name = img.path.name if img.path else "<in memory>"
+    nib_img = img.nibabel_image
+    stored = stored_dtype(nib_img) or img.dtype
+    nchunks = int(np.prod([len(c) for c in img.chunks]))
+    chunk = "x".join(str(max(c) if c else 0) for c in img.chunks)
+    src = img.source
+    where = f"{human_bytes(sum(f.size for f in src.files))} on disk" if src else "in memory"
+    return (
+        f"<LazyImage {name!r} {type(nib_img).__name__} shape={img.shape} dtype={img.dtype} "
+        f"(stored {stored}) disk_order={img.disk_order} chunks={nchunks} x {chunk} "
+        f"nbytes={human_bytes(img.nbytes)} {where}>"
+    )
