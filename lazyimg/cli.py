@@ -45,7 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", metavar="DIR", help="write files into DIR and keep them")
 
     info = sub.add_parser("info", help="describe image files without reading their voxels")
-    info.add_argument("files", nargs="+", metavar="FILE")
+    info.add_argument("files", nargs="+", metavar="FILE", help="paths or URLs (s3://, https://)")
+    info.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an fsspec storage option for URLs, e.g. anon=true (VALUE is read as JSON if it can be)",
+    )
     info.add_argument(
         "--json", action="store_true", help="print JSON (a list, one object per file)"
     )
@@ -63,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def describe_file(path: str) -> dict[str, Any]:
+def describe_file(path: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``lazyimg info`` reports about one file, as plain JSON-able values.
 
     nibabel's warnings while reading the header are collected under ``"notes"``.
@@ -72,11 +79,12 @@ def describe_file(path: str) -> dict[str, Any]:
 
     import lazyimg
     from lazyimg._display.summary import summarize
+    from lazyimg._io.remote import is_url, redact
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = summarize(lazyimg.load(path))
-    info["path"] = str(path)
+        info = summarize(lazyimg.load(path, storage_options=storage_options))
+    info["path"] = redact(path) if is_url(path) else str(path)
     info["notes"] = list(dict.fromkeys(str(w.message).strip() for w in caught))
     return info
 
@@ -153,6 +161,19 @@ def _parse_axis(axis: str, img: Any, time: int | None, path: str) -> int:
     return number % img.ndim
 
 
+def _storage_options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--storage-option {pair!r}: expected KEY=VALUE, e.g. anon=true")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lazyimg`` console script."""
     args = _parser().parse_args(argv)
@@ -179,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_demo(args.size, args.keep)
     if args.command == "info":
-        return _info(args.files, args.json)
+        return _info(args.files, args.json, _storage_options(args.storage_option))
     if args.command == "reduce":
         reduce_file(args.file, args.op, args.axis, args.output, progress=not args.quiet)
         print(f"wrote {args.output}", file=sys.stderr)
@@ -187,17 +208,20 @@ def _run(args: argparse.Namespace) -> int:
     return 2  # pragma: no cover - argparse requires a command
 
 
-def _info(files: Sequence[str], as_json: bool) -> int:
+def _info(files: Sequence[str], as_json: bool, options: dict[str, Any]) -> int:
     """Describe each file; a bad one is reported and skipped, and the exit status says so."""
+    from lazyimg._io.remote import is_url, redact
+
     status, infos = 0, []
     for path in files:
         try:
-            info = describe_file(path)
+            info = describe_file(path, options)
         except (LazyImgError, ValueError, TypeError, OSError) as err:
             if isinstance(err, BrokenPipeError):
                 raise
             print(f"lazyimg: error: {err}", file=sys.stderr)
-            status, info = 2, {"path": path, "error": str(err)}
+            shown = redact(path) if is_url(path) else path
+            status, info = 2, {"path": shown, "error": str(err)}
         if as_json:
             infos.append(info)
         elif "error" not in info:

@@ -10,7 +10,9 @@ planned by :func:`~lazyimg._io.remote.plan_requests` and fetched together with
 
 from __future__ import annotations
 
+import io
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -26,6 +28,8 @@ __all__ = ["RemoteFile"]
 
 #: Block size of the sequential stream (one request per block, read ahead).
 STREAM_BLOCK = 8 * 2**20
+#: Blocks a stream keeps (a decoder may step back a little).
+STREAM_KEEP = 3
 
 
 class RangeNotSupportedError(LazyImgError, OSError):
@@ -36,6 +40,8 @@ class RemoteFile:
     """A remote object read by concurrent range requests (see the module docstring)."""
 
     read_overhead = _remote.REQUEST_OVERHEAD_BYTES
+    #: Compressed bytes one request fetches while inflating from a seek point.
+    input_block = 4 * 2**20
 
     def __init__(self, rid: RemoteId) -> None:
         self.rid, self.name, self.size = rid, rid.name, rid.size
@@ -136,11 +142,19 @@ class RemoteFile:
         pass
 
 
-class _Stream:
-    """A read-only, seekable file over a :class:`RemoteFile`, fetching big blocks ahead."""
+class _Stream(io.RawIOBase):
+    """A read-only, seekable file over a :class:`RemoteFile`.
+
+    It fetches aligned blocks of :data:`STREAM_BLOCK` bytes and keeps the last
+    :data:`STREAM_KEEP`: a decoder that steps back a little (rapidgzip does, to
+    chunk boundaries) reads them again from memory, so one pass fetches each
+    byte of the object once.
+    """
 
     def __init__(self, src: RemoteFile) -> None:
-        self.src, self.pos, self.block, self.block_at = src, 0, b"", 0
+        super().__init__()
+        self.src, self.pos = src, 0
+        self.blocks: OrderedDict[int, bytes] = OrderedDict()
 
     def readable(self) -> bool:
         return True
@@ -156,31 +170,28 @@ class _Stream:
         self.pos = max(0, base + offset)
         return self.pos
 
-    def read(self, n: int = -1) -> bytes:
-        n = self.src.size - self.pos if n is None or n < 0 else n
-        out = bytearray()
-        while n > 0 and self.pos < self.src.size:
-            lo = self.pos - self.block_at
-            if not 0 <= lo < len(self.block):
-                self.block_at = self.pos
-                self.block = self.src.pread(STREAM_BLOCK, self.pos)
-                lo = 0
-            piece = self.block[lo : lo + n]
-            out += piece
-            self.pos += len(piece)
-            n -= len(piece)
-        return bytes(out)
+    def _block(self, k: int) -> bytes:
+        hit = self.blocks.get(k)
+        if hit is None:
+            hit = self.blocks[k] = self.src.pread(STREAM_BLOCK, k * STREAM_BLOCK)
+            while len(self.blocks) > STREAM_KEEP:
+                self.blocks.popitem(last=False)
+        self.blocks.move_to_end(k)
+        return hit
 
     def readinto(self, b: Any) -> int:
-        data = self.read(len(memoryview(b)))
-        memoryview(b).cast("B")[: len(data)] = data
-        return len(data)
+        out = memoryview(b).cast("B")
+        done = 0
+        while done < len(out) and self.pos < self.src.size:
+            k, lo = divmod(self.pos, STREAM_BLOCK)
+            piece = self._block(k)[lo : lo + len(out) - done]
+            if not piece:
+                break
+            out[done : done + len(piece)] = piece
+            self.pos += len(piece)
+            done += len(piece)
+        return done
 
     def close(self) -> None:
-        self.block = b""
-
-    def __enter__(self) -> _Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.blocks.clear()
+        super().close()

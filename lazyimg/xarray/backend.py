@@ -163,6 +163,7 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
         "use_cftime",
         "decode_coords",
         "concat_characters",
+        "storage_options",
     )
 
     def open_dataset(
@@ -177,6 +178,7 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
         use_cftime: bool | None = None,
         decode_coords: Any = None,
         concat_characters: bool | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> xr.Dataset:
         """The image as a one-variable Dataset; xarray's decoder keywords as CF readers take them.
 
@@ -199,7 +201,8 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
                     f"but dtype={dtype!r} for scaled ones; give one of them."
                 )
             dtype = "raw"
-        img = load(filename_or_obj, dtype=dtype)  # header only; validates the file
+        # header only; validates the file (or object: a URL with its storage options)
+        img = load(filename_or_obj, dtype=dtype, storage_options=storage_options)
         source = img.source
         if source is None:  # pragma: no cover - a path always gives a file-backed image
             raise ValueError(f"{filename_or_obj}: the image has no data in a file.")

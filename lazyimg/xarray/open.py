@@ -7,6 +7,7 @@ from typing import Any
 
 import xarray as xr
 
+from lazyimg._io.remote import is_url
 from lazyimg.image import load
 from lazyimg.xarray.convert import to_xarray
 
@@ -14,7 +15,11 @@ __all__ = ["open_dataarray"]
 
 
 def open_dataarray(
-    path: str | os.PathLike[str], *, chunks: Any = "auto", dtype: Any = None
+    path: str | os.PathLike[str],
+    *,
+    chunks: Any = "auto",
+    dtype: Any = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> xr.DataArray:
     """Open an image file as a lazy, labelled DataArray.
 
@@ -28,6 +33,9 @@ def open_dataarray(
         of the file's array (nibabel's order).
     dtype : None, "raw" or numpy dtype, optional
         As for :func:`lazyimg.load`.
+    storage_options : dict, optional
+        For a URL (``s3://``, ``https://``, ...): its fsspec filesystem's options,
+        as for :func:`lazyimg.load`.
 
     Returns
     -------
@@ -47,4 +55,5 @@ def open_dataarray(
     (2, 2, 1)
     """
     # absolute, so attrs["source"] and the graph stay right after a chdir or on a worker
-    return to_xarray(load(os.path.abspath(path), chunks=chunks, dtype=dtype))
+    where = path if is_url(path) else os.path.abspath(path)
+    return to_xarray(load(where, chunks=chunks, dtype=dtype, storage_options=storage_options))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from typing import Any
 
 from lazyimg.errors import CorruptImageError
 
@@ -57,7 +58,7 @@ def _is_bgzf(head: bytes) -> bool:
     return len(head) >= 14 and bool(head[3] & 4) and head[12:14] == b"BC"
 
 
-def decompressed_length(path: str, limit: int) -> tuple[int, str | None]:
+def decompressed_length(path: Any, limit: int) -> tuple[int, str | None]:
     """Uncompressed bytes readable from `path` (up to `limit`), and the error that stopped it."""
     import gzip
 

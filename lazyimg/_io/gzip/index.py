@@ -38,6 +38,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -166,8 +167,25 @@ def _beside_path(path: str) -> Path:
     return Path(path + ".gzidx")
 
 
+def _remote(fid: Any) -> bool:
+    return not hasattr(fid, "mtime_ns")  # a RemoteId (URL, size, version tag)
+
+
+def _stamp(fid: Any) -> Any:
+    """What besides size says which version this is: mtime, or a remote version tag."""
+    return fid.version if _remote(fid) else fid.mtime_ns
+
+
+def _where(fid: Any) -> str:
+    return fid.path if _remote(fid) else os.path.realpath(fid.path)
+
+
+def _digest(fid: Any) -> str:
+    return f"remote:{fid.version}" if _remote(fid) else _fingerprint(fid.path, fid.size)
+
+
 def _cache_path(fid: FileId) -> Path:
-    key = f"{os.path.realpath(fid.path)}\0{fid.size}\0{fid.mtime_ns}".encode()
+    key = f"{_where(fid)}\0{fid.size}\0{_stamp(fid)}".encode()
     return cache_dir() / "gzindex" / (hashlib.sha256(key).hexdigest()[:32] + ".gzidx")
 
 
@@ -186,13 +204,14 @@ def _load_saved(fid: FileId) -> GzipIndex | None:
     if _policy() == "off":
         return None
     digest = None
-    for where in (_beside_path(fid.path), _cache_path(fid)):
+    places = [_cache_path(fid)] if _remote(fid) else [_beside_path(fid.path), _cache_path(fid)]
+    for where in places:
         try:
             with open(where, "rb") as f:
                 blob = f.read()
         except OSError:
             continue
-        digest = digest or _fingerprint(fid.path, fid.size)
+        digest = digest or _digest(fid)
         index = _parse_saved(blob, fid, digest)
         if index is not None:
             _count(loads=1)
@@ -213,7 +232,7 @@ def _parse_saved(blob: bytes, fid: FileId, digest: str) -> GzipIndex | None:
             head.get("size"),
             head.get("mtime_ns"),
             head.get("fingerprint"),
-        ) != (_FORMAT, fid.size, fid.mtime_ns, digest):
+        ) != (_FORMAT, fid.size, _stamp(fid), digest):
             return None
         return GzipIndex.parse(blob[start + hlen :], fid.size)
     except ValueError:  # damaged JSON or GZIDX: rebuild
@@ -229,14 +248,14 @@ def save(fid: FileId, index: GzipIndex, where: str | None = None) -> Path | None
     head = json.dumps(
         {
             "format": _FORMAT,
-            "path": os.path.realpath(fid.path),
+            "path": _where(fid),
             "size": fid.size,
-            "mtime_ns": fid.mtime_ns,
-            "fingerprint": _fingerprint(fid.path, fid.size),
+            "mtime_ns": _stamp(fid),
+            "fingerprint": _digest(fid),
             "uncompressed_size": index.uncompressed_size,
         }
     ).encode()
-    targets = [_beside_path(fid.path)] if where == "beside" else []
+    targets = [_beside_path(fid.path)] if where == "beside" and not _remote(fid) else []
     for target in [*targets, _cache_path(fid)]:
         tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:

@@ -1,7 +1,8 @@
 """Warm reads of gzip files: inflating from the seek points of a complete index.
 
 A read starts at the last seek point before it: compressed bytes come from
-``os.pread`` and are inflated with the 32 KiB window stored with the point
+the file's byte source (``pread`` of a local file, range requests of a remote
+object; :mod:`lazyimg._io.source`) and are inflated with the 32 KiB window stored with the point
 (isal if installed, else zlib; both release the GIL). A point inside a byte
 is reached by prefixing empty deflate blocks of the right bit length
 (:func:`_primer`), since zlib's ``inflatePrime`` is not exposed to Python.
@@ -24,6 +25,7 @@ import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -71,15 +73,27 @@ class _Bits:
     grid (stored blocks are aligned to it).
     """
 
-    def __init__(self, fd: int, size: int, cpos: int, bits: int) -> None:
-        self.fd, self.size, self.pos = fd, size, cpos  # next byte to fetch
-        self.head = _primer(8 - bits, os.pread(fd, 1, cpos - 1)[0]) if bits else b""
+    def __init__(self, src: Any, size: int, cpos: int, bits: int, first: int = 0) -> None:
+        self.src, self.size, self.pos = src, size, cpos  # next byte to fetch
+        self.block = int(getattr(src, "input_block", INPUT_BLOCK))
+        self.first = first or self.block  # the first fetch (a remote read: about its span)
+        self.head = b""
+        if bits:  # the byte before the point comes with the first block: one request
+            data = src.pread(1 + min(self.first, size - cpos), cpos - 1)
+            self.head = _primer(8 - bits, data[0])
+            self.pending, self.pos = data[1:], cpos + len(data) - 1
+        else:
+            self.pending = b""
 
     def next(self) -> bytes:
         """The next block of compressed bytes; b"" at the end of the file."""
-        n = min(INPUT_BLOCK, self.size - self.pos)
-        data = os.pread(self.fd, n, self.pos) if n > 0 else b""
-        self.pos += len(data)
+        if self.pending:
+            data, self.pending = self.pending, b""
+        else:
+            n = min(self.first, self.size - self.pos)
+            self.first = self.block
+            data = self.src.pread(n, self.pos) if n > 0 else b""
+            self.pos += len(data)
         if self.head:
             data, self.head = self.head + data, b""
         return data
@@ -123,17 +137,17 @@ def _primer(start: int, byte: int) -> bytes:
     return packed + bytes([last | (byte & (0xFF << start) & 0xFF)])
 
 
-def _member_start(fd: int, at: int) -> int | None:
+def _member_start(src: Any, at: int) -> int | None:
     """Where the deflate data of a gzip member whose header is at `at` begins; None if none."""
-    head = os.pread(fd, 10, at)
+    head = src.pread(10, at)
     if len(head) < 10 or head[:3] != b"\x1f\x8b\x08":
         return None
     flags, pos = head[3], at + 10
     if flags & 4:  # FEXTRA
-        pos += 2 + struct.unpack("<H", os.pread(fd, 2, pos).ljust(2, b"\0"))[0]
+        pos += 2 + struct.unpack("<H", src.pread(2, pos).ljust(2, b"\0"))[0]
     for flag in (8, 16):  # FNAME, FCOMMENT: zero-terminated
         while flags & flag:
-            block = os.pread(fd, 4096, pos)
+            block = src.pread(4096, pos)
             if not block:
                 return None
             zero = block.find(b"\x00")
@@ -146,9 +160,16 @@ def _member_start(fd: int, at: int) -> int | None:
 class _Pass:
     """One inflate pass from a seek point, moving forward through the uncompressed data."""
 
-    def __init__(self, fd: int, path: str, index: GzipIndex, point: int) -> None:
+    def __init__(
+        self, fd: Any, path: str, index: GzipIndex, point: int, end: int | None = None
+    ) -> None:
         self.fd, self.path, self.size = fd, path, index.compressed_size
-        self.src = _Bits(fd, self.size, int(index.cpos[point]), int(index.bits[point]))
+        first = 0
+        if end is not None and hasattr(fd, "input_block"):  # remote: fetch about the span
+            ratio = index.compressed_size / max(1, index.uncompressed_size)
+            first = int((end - int(index.upos[point])) * ratio * 1.1) + 2**16
+        cpos, bits = int(index.cpos[point]), int(index.bits[point])
+        self.src = _Bits(fd, self.size, cpos, bits, first)
         self.inflater = _inflate_lib.decompressobj(-15, zdict=index.window(point))
         self.pos = int(index.upos[point])  # uncompressed offset of the next byte
         self.data = b""
@@ -187,7 +208,7 @@ class _Pass:
 
 
 def _inflate_runs(
-    fd: int, path: str, index: GzipIndex, buf: memoryview, runs: list[tuple[int, int, int]]
+    fd: Any, path: str, index: GzipIndex, buf: memoryview, runs: list[tuple[int, int, int]]
 ) -> None:
     """Fill ``buf[at:at + n]`` from uncompressed ``start`` for runs sorted by ``start``.
 
@@ -202,7 +223,7 @@ def _inflate_runs(
             point = index.point_before(start)
             if p is None or int(index.upos[point]) > p.pos:
                 done += p.inflated if p is not None else 0
-                p = _Pass(fd, path, index, point)
+                p = _Pass(fd, path, index, point, end=runs[-1][0] + runs[-1][2])
             p.advance_into(buf[at : at + n], start)
     finally:
         _count(inflated=done + (p.inflated if p is not None else 0))

@@ -89,6 +89,7 @@ from lazyimg._io.gzip.stream import (
     _merge,
     _open_builder,
 )
+from lazyimg._io.source import LocalFile, open_source
 from lazyimg.errors import CorruptImageError
 
 __all__ = ["GzipReader"]
@@ -116,7 +117,7 @@ class GzipReader:
 
     def __init__(self, fid: FileId, data_end: int | None = None) -> None:
         self.fid, self.path, self.data_end = fid, fid.path, data_end
-        self._fd = os.open(fid.path, os.O_RDONLY)
+        self._src = open_source(fid)  # a local file or a remote object (lazyimg._io.source)
         self._lock = threading.Lock()
         self._stream: Any = None
         self._fallback = False  # rapidgzip failed once: decode with indexed_gzip
@@ -127,7 +128,8 @@ class GzipReader:
     @property
     def read_overhead(self) -> int:
         """What one more separate read costs beyond its bytes (for the unproxy rule)."""
-        return self.index.read_overhead if self.index is not None else SPACING
+        request = 0 if isinstance(self._src, LocalFile) else self._src.read_overhead
+        return request + (self.index.read_overhead if self.index is not None else SPACING)
 
     def read_into(self, buf: memoryview, offset: int) -> None:
         """Fill `buf` with uncompressed bytes from `offset` on."""
@@ -156,10 +158,10 @@ class GzipReader:
         self._check_size(index, last)
         batches = _batches(index, todo, _workers())
         if len(batches) == 1:
-            _inflate_runs(self._fd, self.path, index, buf, batches[0])
+            _inflate_runs(self._src, self.path, index, buf, batches[0])
             return
         pool = _thread_pool()
-        futures = [pool.submit(_inflate_runs, self._fd, self.path, index, buf, b) for b in batches]
+        futures = [pool.submit(_inflate_runs, self._src, self.path, index, buf, b) for b in batches]
         for f in futures:  # let every task end before raising: none writes after we return
             f.exception()
         for f in futures:
@@ -201,7 +203,8 @@ class GzipReader:
 
     def _open_stream(self) -> Any:
         if self._stream is None:
-            self._stream = _open_builder(self.path, self._fallback)
+            local = isinstance(self._src, LocalFile)
+            self._stream = _open_builder(self.path if local else self._src.stream(), self._fallback)
             self._crc, self._checked = 0, 0
             _streaming.add(self)
         return self._stream
@@ -268,13 +271,14 @@ class GzipReader:
         if not self._retrying(lambda: self._check_through(None, beyond, taps)):
             self.data_end = None  # the stream goes on far past the image: stay cold
             return
-        with open(self.path, "rb") as f:
-            f.seek(self.fid.size - 8)
-            crc, isize = struct.unpack("<II", f.read(8))
+        crc, isize = struct.unpack("<II", self._src.pread(8, self.fid.size - 8).rjust(8, b"\0"))
         if (crc, isize) != (self._crc, self._checked % 2**32):
             # several gzip members (the trailer covers the last one), padding, or damage
 
-            got, why = decompressed_length(self.path, self._checked + 1)
+            local = isinstance(self._src, LocalFile)
+            got, why = decompressed_length(
+                self.path if local else self._src.stream(), self._checked + 1
+            )
             if why is not None or got != self._checked:
                 self._drop_stream()
                 raise CorruptImageError(
@@ -300,7 +304,7 @@ class GzipReader:
         """Close the file and the sequential decoder, if any."""
         with self._lock:
             self._drop_stream()
-        os.close(self._fd)
+        self._src.close()
 
 
 #: Readers whose sequential decoder is open. rapidgzip's decoder threads must be

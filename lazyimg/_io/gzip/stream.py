@@ -48,8 +48,11 @@ class _DecodeError(Exception):
         self.upos, self.cause = upos, cause
 
 
-def _open_builder(path: str, fallback: bool = False) -> Any:
-    """A sequential decoder that records seek points: rapidgzip, else indexed_gzip."""
+def _open_builder(path: Any, fallback: bool = False) -> Any:
+    """A sequential decoder that records seek points: rapidgzip, else indexed_gzip.
+
+    `path` is a local path or a binary file object (a remote object's stream).
+    """
     try:
         if fallback:
             raise ImportError
@@ -57,6 +60,8 @@ def _open_builder(path: str, fallback: bool = False) -> Any:
     except ImportError:
         from indexed_gzip import IndexedGzipFile
 
+        if not isinstance(path, str):
+            return IndexedGzipFile(fileobj=path, spacing=2 * SPACING, readbuf_size=SPACING)
         return IndexedGzipFile(path, spacing=2 * SPACING, readbuf_size=SPACING)
     return rapidgzip.RapidgzipFile(path, parallelization=_build_threads(), chunk_size=SPACING)
 
