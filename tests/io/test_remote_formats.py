@@ -11,7 +11,7 @@ from conftest import assert_same, nib_array
 from remote_servers import http  # noqa: F401 - fixture
 
 import lazyimg
-from lazyimg._io import files as _files
+from lazyimg._io import cache as _cache
 from lazyimg._io.gzip import index as _gzindex
 from lazyimg._rangeserver import RangeServer
 from lazyimg.testing import fmri_like
@@ -22,7 +22,7 @@ SHAPE = (64, 64, 32, 60)  # ~16 MB uncompressed, a few seek points apart
 def _forget_indexes() -> None:
     """As a fresh process: no open readers, no indexes in memory (saved ones stay)."""
     _gzindex._indexes.clear()
-    _files._cache.clear()
+    _cache.close_all()
 
 
 def test_nii_gz_one_streamed_pass_then_span_reads(http: RangeServer) -> None:
