@@ -25,17 +25,17 @@ import nibabel as nib
 import numpy as np
 
 from lazyimg._display import html_repr, plain_repr, plot_slices, plot_timeseries
-from lazyimg._io.axes import dim_axes, selection_affine
+from lazyimg._io.axes import dim_axes, selection_affine, slicer_index
 from lazyimg._io.formats import (
     Source,
+    check_raw,
     describe,
     disk_order,
     image_files,
     open_nibabel,
     proxy_file,
-    supports_raw,
 )
-from lazyimg._io.read import ReadTask, ViewProxy, numpy_result, read
+from lazyimg._io.read import ReadTask, ViewProxy, numpy_result, portable_image, read
 from lazyimg._io.remote import RemotePath, is_url
 from lazyimg._io.remote_open import open_remote
 from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks, view_read_chunks
@@ -206,17 +206,7 @@ class LazyImage:
         return _wrap_memory(nib_img, self.chunks, None, self.disk_order, self.path)
 
     def _sliced(self, index: Any) -> LazyImage:
-        try:
-            helper = type(self._nib).ImageSlicer(self._nib)
-        except (AttributeError, ValueError):
-            raise IndexError(
-                f"{type(self._nib).__name__} images do not say which axes are spatial, so "
-                "img.slicer cannot update their affine; use img.slicecopy[...] or img.data[...]."
-            ) from None
-        try:
-            canonical = helper.check_slicing(index)
-        except ValueError as err:
-            raise IndexError(*err.args) from None
+        canonical = slicer_index(self._nib, index)
         here = compose(full_selection(self.shape), canonical)
         if 0 in selection_shape(here):
             raise IndexError("Empty slice requested")
@@ -227,11 +217,16 @@ class LazyImage:
             nib_img = self._nib.__class__(view, affine, self._nib.header)
             return LazyImage(nib_img, data, order=self.disk_order, path=self.path)
         sel = compose(self._sel, canonical)
-        proxy = ViewProxy(self._task, sel)
-        nib_img = self._nib.__class__(proxy, affine, self._nib.header)
+        nib_img = portable_image(self._nib, self._task, sel, affine)
         return LazyImage(
             nib_img, data, task=self._task, sel=sel, order=self.disk_order, path=self.path
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)  # recipes, not handles (MINC, PAR/REC hold open files)
+        if self._task is not None and self._task.source.kind == "nibabel":
+            state["_nib"] = portable_image(self._nib, self._task, self._sel, self.affine)
+        return state
 
     def __repr__(self) -> str:
         return plain_repr(self)
@@ -317,25 +312,18 @@ def load(
     cast, raw = parse_dtype(dtype, name)
     proxy = nib_img.dataobj
     order = disk_order(nib_img)
-    # a proxy over files on disk stays lazy; one over bytes in memory is read once
-    # (also one built around another image's proxy, which still reads that file)
+    # a proxy over files on disk stays lazy (also one built around another image's
+    # proxy, which still reads that file); one over bytes in memory is read once
     on_disk = nib.is_proxy(proxy) and (image_files(nib_img) or proxy_file(proxy))
     if remote is None and not on_disk:
         if raw:
-            raise ValueError(  # also for a proxy over bytes (from_bytes): read once, scaled
-                f"dtype='raw' for {name}: an image kept in memory has only scaled values; use "
-                "dtype=None, or make an image of img.dataobj.get_unscaled() first."
-            )
-        # a proxy over bytes in memory (e.g. from_bytes) is read once; then it is an array
+            check_raw(None, proxy, name)
         if nib.is_proxy(proxy):
             nib_img = nib_img.__class__(np.asarray(proxy), nib_img.affine, nib_img.header)
         return _wrap_memory(nib_img, chunks, cast, order, None)
     src = remote or describe(nib_img)
-    if raw and not supports_raw(src, proxy):
-        raise ValueError(
-            f"dtype='raw' for {src.path}: nibabel gives only scaled values for "
-            f"{src.image_class}; use dtype=None."
-        )
+    if raw:
+        check_raw(src, proxy, name)
     task, sel = ReadTask(src, cast, raw), full_selection(src.shape)  # the graph comes with .data
     resolved = parse_chunks(chunks, src.shape, task.out_dtype, src.order, src.path)
     if remote is not None:  # nibabel's proxy would read the header bytes in memory

@@ -291,3 +291,25 @@ def selection_affine(affine: np.ndarray, sel: Sequence[Any]) -> np.ndarray:
         if isinstance(item, range) and len(item)
     }
     return grid_affine(affine, grids)
+
+
+def slicer_index(nib_img: Any, index: Any) -> tuple[Any, ...]:
+    """nibabel's canonical form of an ``img.slicer`` index, checked as nibabel checks it.
+
+    Raises
+    ------
+    IndexError
+        The image's class does not say which axes are spatial, or the index
+        drops or adds a spatial axis.
+    """
+    try:
+        helper = type(nib_img).ImageSlicer(nib_img)
+    except (AttributeError, ValueError):
+        raise IndexError(
+            f"{type(nib_img).__name__} images do not say which axes are spatial, so "
+            "img.slicer cannot update their affine; use img.slicecopy[...] or img.data[...]."
+        ) from None
+    try:
+        return tuple(helper.check_slicing(index))
+    except ValueError as err:
+        raise IndexError(*err.args) from None

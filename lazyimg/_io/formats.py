@@ -320,6 +320,15 @@ def _generic_dtypes(
     return stored, np.asarray(proxy[(0,) * len(shape)]).dtype
 
 
-def supports_raw(source: Source, proxy: Any) -> bool:
-    """Whether stored (unscaled) values can be read for this source."""
-    return source.kind == "raw" or hasattr(proxy, "_get_unscaled")
+def check_raw(source: Source | None, proxy: Any, name: str) -> None:
+    """Refuse ``dtype="raw"`` where no stored values can be read (`source` None: in memory)."""
+    if source is None:  # an array, or a proxy over bytes (from_bytes) read once, scaled
+        raise ValueError(
+            f"dtype='raw' for {name}: an image kept in memory has only scaled values; use "
+            "dtype=None, or make an image of img.dataobj.get_unscaled() first."
+        )
+    if not (source.kind == "raw" or hasattr(proxy, "_get_unscaled")):
+        raise ValueError(
+            f"dtype='raw' for {source.path}: nibabel gives only scaled values for "
+            f"{source.image_class}; use dtype=None."
+        )

@@ -288,3 +288,20 @@ class ViewProxy:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = np.asarray(self[()])
         return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+def portable_image(nib_img: Any, task: ReadTask, sel: Selection, affine: np.ndarray) -> Any:
+    """A nibabel image like `nib_img` (class, header) over selection `sel`, with `affine`.
+
+    Its proxy is a :class:`ViewProxy`, which holds a Source recipe rather than an
+    open file, so the image pickles also where nibabel's MINC and PAR/REC
+    proxies do not.
+    """
+    try:
+        return type(nib_img)(ViewProxy(task, sel), affine, nib_img.header)
+    except TypeError as err:  # ECAT images also want their frames' subheaders
+        raise TypeError(
+            f"{task.source.path}: a {type(nib_img).__name__} image cannot be rebuilt around a "
+            f"lazyimg selection ({err}), so it neither pickles nor slices with img.slicer; "
+            "use img.data or img.slicecopy, which do."
+        ) from None
