@@ -1,19 +1,25 @@
-"""Write the example notebooks from their cell sources (run: python notebooks/_build.py).
+"""Write the example notebooks from their cell sources and execute them (python notebooks/_build.py).
 
-Keeping notebook sources as plain Python makes them reviewable in diffs; the
-committed .ipynb files carry no outputs.
+Keeping notebook sources as plain Python makes them reviewable in diffs. The
+committed .ipynb files carry the outputs of one run at full size (pictures
+included), so they read well on a website; the test suite re-executes them on
+small data (``LAZYIMG_SMALL=1``). ``--no-execute`` writes them without outputs.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).parent
 
-SETUP = """import os, tempfile
+SETUP = """import os, shutil, tempfile
 from pathlib import Path
 import numpy as np
 import lazyimg
@@ -21,7 +27,9 @@ from lazyimg.testing import write_fmri
 
 # LAZYIMG_SMALL=1 (set by the test suite) keeps the data tiny.
 SMALL = bool(os.environ.get("LAZYIMG_SMALL"))
-workdir = Path(tempfile.mkdtemp(prefix="lazyimg-nb-"))"""
+workdir = Path(tempfile.mkdtemp(prefix="lazyimg-nb-"))  # removed in the last cell
+# gzip seek-point indexes of these files go with them, not into your cache
+os.environ["LAZYIMG_CACHE_DIR"] = str(workdir / "index-cache")"""
 
 QUICKSTART = [
     new_markdown_cell(
@@ -48,11 +56,10 @@ img.affine"""),
         "`img.slicecopy[...]` reads exactly the bytes an index needs and returns a new array. "
         "`img.data` is a dask array: slicing it builds a graph and reads nothing until computed."
     ),
-    new_code_cell("""from lazyimg._io import files as _files
-
-before = _files.bytes_read
-vol = img.slicecopy[..., 10]
-print("one volume:", vol.shape, vol.dtype, f"{_files.bytes_read - before} bytes read (uncompressed)")
+    new_code_cell("""with lazyimg.count_bytes() as n:
+    vol = img.slicecopy[..., 10]
+print("one volume:", vol.shape, vol.dtype, f"{n.bytes:,} bytes read (uncompressed)",
+      f"of {img.nbytes:,}")
 series = img.data[10, 12, 8, :]
 series"""),
     new_code_cell("""series.compute()[:10]"""),
@@ -60,9 +67,8 @@ series"""),
     new_code_cell("""crop = img.slicer[8:24, 8:24, :, ::2]
 crop.shape, crop.affine[:3, 3]"""),
     new_markdown_cell("Three orthogonal slices through a voxel, reading only those slices:"),
-    new_code_cell("""import matplotlib
-matplotlib.use("Agg")
-fig = img.plot_slices(volume=5)"""),
+    new_code_cell("""%matplotlib inline
+fig = img.plot_slices()"""),
     new_markdown_cell(
         "## xarray\n\nNamed dimensions, time in seconds, metadata in attrs, still lazy."
     ),
@@ -71,20 +77,21 @@ da"""),
     new_code_cell("""mean_map = da.mean("time")
 roi = da.isel(i=slice(10, 14), j=slice(10, 14), k=8).mean(["i", "j"])
 roi.compute().values[:5], float(mean_map.max())"""),
-    new_code_cell("""import shutil
-shutil.rmtree(workdir)"""),
+    new_code_cell("""shutil.rmtree(workdir)"""),
 ]
 
 BIGGER = [
     new_markdown_cell(
         "# A bigger-than-comfortable analysis\n\n"
-        "Temporal statistics and ROI time series on a 4D run, streamed chunk by chunk. "
-        "We watch this process's memory: it stays near a few chunks, not the image size."
+        "Temporal statistics and an ROI time series on a 4D run, streamed chunk by chunk. "
+        "We watch this process's memory while it computes: what it needs on top of what it "
+        "held before is set by the chunks in flight and their partial results, a fraction of "
+        "the image, where `get_fdata()` would first allocate twice the image as float64."
     ),
     new_code_cell(
         SETUP
         + """
-import psutil, dask
+import psutil
 proc = psutil.Process()
 def rss_mb():
     return proc.memory_info().rss / 1e6
@@ -93,30 +100,62 @@ shape = (32, 32, 16, 60) if SMALL else (96, 96, 64, 400)
 path = write_fmri(workdir / "bold.nii", shape)
 print(f"{path.stat().st_size / 1e6:.0f} MB on disk; process RSS {rss_mb():.0f} MB")"""
     ),
-    new_code_cell("""img = lazyimg.load(path, dtype="float32")
+    new_markdown_cell(
+        "Open it as float32 (half the memory of nibabel's float64), in chunks of at most "
+        "32 MiB: whole volumes, so each chunk is one contiguous read."
+    ),
+    new_code_cell("""import dask
+
+dask.config.set({"array.chunk-size": "32MiB"})
+img = lazyimg.load(path, dtype="float32")
 img"""),
     new_markdown_cell(
-        "Temporal mean, standard deviation and tSNR in one pass over the file, with a progress bar:"
+        "Temporal mean, standard deviation and tSNR in one pass over the file. The progress "
+        "bar is dask's; `ResourceProfiler` samples this process's memory while it runs."
     ),
     new_code_cell("""from dask.diagnostics import ProgressBar, ResourceProfiler
 
 x = img.data
 mean, std = x.mean(-1), x.std(-1)
 tsnr = mean / dask.array.where(std > 0, std, np.inf)
+baseline = rss_mb()
 with ProgressBar(), ResourceProfiler(dt=0.05) as prof:
     mean_v, std_v, tsnr_v = dask.compute(mean, std, tsnr)
-peak = max((r.mem for r in prof.results), default=float("nan"))
-print(f"image {img.nbytes / 1e6:.0f} MB as float32; peak process memory during compute {peak:.0f} MB")"""),
+extra = max(r.mem for r in prof.results) - baseline
+image_mb = img.nbytes / 1e6
+print(f"image: {image_mb:.0f} MB as float32, in {x.numblocks[-1]} chunks")
+print(f"memory above the {baseline:.0f} MB held before: peak +{extra:.0f} MB "
+      f"({extra / image_mb:.0%} of the image); get_fdata() would allocate "
+      f"{2 * image_mb:.0f} MB for its float64 copy alone")"""),
     new_markdown_cell(
-        "ROI time series: a small box of voxels, read without touching the rest of each volume."
+        "Where the extra memory goes: each chunk is read, reduced to per-voxel partial sums "
+        "(float64, one volume's size each for every statistic) and dropped, and dask combines "
+        "the partial sums in a tree. So it grows with the chunks in flight (threads x chunk "
+        "size) and with the partial sums waiting to be combined, not with the length of the "
+        "run. Very small chunks make many partial sums, very large ones hold more data at "
+        "once: tens of MiB per chunk is a good middle."
     ),
-    new_code_cell("""before = lazyimg._io.files.bytes_read
-c = [n // 2 for n in shape[:3]]
-roi = img.data[c[0]-2:c[0]+2, c[1]-2:c[1]+2, c[2], :].mean(axis=(0, 1)).compute()
-print(f"ROI series of {roi.size} time points; {(lazyimg._io.files.bytes_read - before) / 1e6:.2f} MB read "
+    new_markdown_cell(
+        "An ROI time series: a 4 x 4 box of voxels in one slice, read without touching the "
+        "rest of each volume."
+    ),
+    new_code_cell("""c = [n // 2 for n in shape[:3]]
+with lazyimg.count_bytes() as n:
+    roi = img.data[c[0]-2:c[0]+2, c[1]-2:c[1]+2, c[2], :].mean(axis=(0, 1)).compute()
+print(f"ROI series of {roi.size} time points: {n.bytes / 1e6:.2f} MB read "
       f"of {path.stat().st_size / 1e6:.0f} MB")"""),
-    new_code_cell("""import shutil
-shutil.rmtree(workdir)"""),
+    new_code_cell("""%matplotlib inline
+import matplotlib.pyplot as plt
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=(1, 1.6))
+im = left.imshow(tsnr_v[:, :, c[2]].T, origin="lower", cmap="magma")
+left.set_title(f"tSNR, slice k = {c[2]}")
+left.axis("off")
+fig.colorbar(im, ax=left, shrink=0.8)
+right.plot(roi)
+right.set(title="ROI mean signal", xlabel="volume", ylabel="signal")
+fig.tight_layout()"""),
+    new_code_cell("""shutil.rmtree(workdir)"""),
 ]
 
 DISTRIBUTED = [
@@ -132,16 +171,9 @@ DISTRIBUTED = [
         "(see `docs/distributed.md`)."
     ),
     new_code_cell(
-        """import os, tempfile
-from pathlib import Path
-import numpy as np
+        SETUP
+        + """
 import nibabel as nib
-import lazyimg
-from lazyimg.testing import write_fmri
-
-# LAZYIMG_SMALL=1 (set by the test suite) keeps the data tiny.
-SMALL = bool(os.environ.get("LAZYIMG_SMALL"))
-workdir = Path(tempfile.mkdtemp(prefix="lazyimg-nb-"))
 shape = (32, 32, 16, 40) if SMALL else (64, 64, 32, 120)
 n_subjects = 4 if SMALL else 6
 paths = [
@@ -158,7 +190,14 @@ paths = [
     new_code_cell(
         """from dask.distributed import Client, LocalCluster
 
-cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+import logging
+import dask
+
+dask.config.set({"temporary-directory": str(workdir)})  # dask's scratch space goes with workdir
+cluster = LocalCluster(
+    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+    silence_logs=logging.ERROR,  # no warnings in the notebook when the workers shut down
+)
 client = Client(cluster)
 print("dashboard:", client.dashboard_link)
 client"""
@@ -185,7 +224,6 @@ bold"""
     ),
     new_code_cell(
         """import dask
-from lazyimg._io import files as _files
 
 mean = bold.mean("time")
 std = bold.std("time")
@@ -193,12 +231,9 @@ tsnr = (mean / std.where(std > 0)).fillna(0.0)
 group_tsnr = tsnr.mean("subject")
 group_mean = mean.mean("subject")
 
-def bytes_read_per_worker():
-    return client.run(getattr, _files, "bytes_read")
-
-before = bytes_read_per_worker()
+before = client.run(lazyimg.bytes_read)  # each worker counts its own reads
 result, average = dask.compute(group_tsnr, group_mean)  # one pass over the files for both
-after = bytes_read_per_worker()
+after = client.run(lazyimg.bytes_read)
 read = {w: after[w] - before[w] for w in after}
 print("bytes read per worker:", read)
 print("total:", sum(read.values()), "bytes; the data:", bold.nbytes, "bytes")
@@ -206,7 +241,8 @@ brain = average > 0.5 * float(average.max())
 print("group tSNR in the brain: median", round(float(result.where(brain).median()), 1))"""
     ),
     new_code_cell(
-        """import matplotlib.pyplot as plt
+        """%matplotlib inline
+import matplotlib.pyplot as plt
 
 k = result.sizes["k"] // 2
 fig, ax = plt.subplots(figsize=(4, 4))
@@ -244,22 +280,38 @@ series.shape, series.dtype"""
         "target directory must be on a file system all workers share."
     ),
     new_code_cell(
-        """from lazyimg.write import save
-
-first = lazyimg.load(paths[0])
-out = save(group_tsnr.data.astype("float32"), workdir / "group_tsnr.nii", affine=first.affine)
+        """first = lazyimg.load(paths[0])
+out = lazyimg.save(group_tsnr.data.astype("float32"), workdir / "group_tsnr.nii", affine=first.affine)
 saved = nib.load(out)
 np.testing.assert_allclose(np.asarray(saved.dataobj), result.values.astype("float32"))
 out.name, saved.shape, saved.get_data_dtype()"""
     ),
     new_code_cell(
         """client.close()
-cluster.close()"""
+cluster.close()
+shutil.rmtree(workdir)"""
     ),
 ]
 
 
-def write(name: str, cells: list) -> None:
+def execute(nb: nbformat.NotebookNode, timeout: int = 900) -> None:
+    """Run `nb` in a fresh kernel inside a temporary directory; keep its outputs.
+
+    Streams are merged and carriage returns applied, so a progress bar is stored
+    as the one line a reader saw update in place.
+    """
+    with tempfile.TemporaryDirectory(prefix="lazyimg-nb-run-") as cwd:
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            coalesce_streams=True,
+            record_timing=False,
+            resources={"metadata": {"path": cwd}},
+        ).execute()
+
+
+def build(name: str, cells: list, run: bool) -> None:
     nb = new_notebook(cells=cells)
     for number, cell in enumerate(nb.cells):
         cell.id = f"cell-{number:02d}"  # stable ids: rebuilding changes nothing
@@ -268,10 +320,21 @@ def write(name: str, cells: list) -> None:
         "display_name": "Python 3",
         "language": "python",
     }
+    if run:
+        execute(nb)
     nbformat.write(nb, HERE / name)
 
 
+NOTEBOOKS = {
+    "01_quickstart.ipynb": QUICKSTART,
+    "02_bigger_than_comfortable.ipynb": BIGGER,
+    "03_distributed.ipynb": DISTRIBUTED,
+}
+
 if __name__ == "__main__":
-    write("01_quickstart.ipynb", QUICKSTART)
-    write("02_bigger_than_comfortable.ipynb", BIGGER)
-    write("03_distributed.ipynb", DISTRIBUTED)
+    os.environ.pop("LAZYIMG_SMALL", None)  # the committed outputs come from full-size data
+    os.environ.pop("MPLBACKEND", None)  # pictures inline
+    for name, cells in NOTEBOOKS.items():
+        if len(sys.argv) < 2 or name in sys.argv[1:] or sys.argv[1] == "--no-execute":
+            build(name, cells, run="--no-execute" not in sys.argv)
+            print("wrote", name)

@@ -337,3 +337,49 @@ def c_ordered_source(path: Path, data: np.ndarray, offset: int) -> Any:
         scaled=data.dtype,
         offset=offset,
     )
+
+
+NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+
+
+def run_notebook(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Re-execute a committed notebook on small data, as ``notebooks/_build.py`` runs it.
+
+    Checks what a reader relies on: the committed copy shows its outputs (pictures
+    included), the notebook imports no private module, every stream output is short
+    (a progress bar is one line, not one per update) and nothing is left in the
+    temporary directory. Returns the executed notebook.
+    """
+    import importlib.util
+
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "_build.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.get("outputs") for cell in code[:2]), f"commit {name} with its outputs"
+    assert not [c.source for c in code if "lazyimg._" in c.source], "private imports"
+    draws = any("matplotlib" in c.source or "plot_slices" in c.source for c in code)
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))  # the kernel's tempfile.mkdtemp goes here
+    monkeypatch.setenv("LAZYIMG_SMALL", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    for cell in code:
+        cell.outputs = []
+    build.execute(nb, timeout=180)
+
+    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+    if draws:
+        assert any("image/png" in out.get("data", {}) for out in outputs), "no picture shown"
+    for out in outputs:
+        if out.output_type == "stream":
+            assert out.text.count("\n") <= 12 and "\r" not in out.text, out.text[:500]
+    assert not list(tmp.iterdir()), f"{name} left {list(tmp.iterdir())} behind"
+    return nb

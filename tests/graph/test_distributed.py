@@ -31,7 +31,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import assert_same, nib_array, sparse_nifti
+from conftest import assert_same, nib_array, run_notebook, sparse_nifti
 
 import lazyimg
 from lazyimg._io import files as _files
@@ -43,7 +43,6 @@ from distributed import Client, Event, LocalCluster, get_worker  # noqa: E402
 
 #: Seconds any single wait on the cluster may take before the test fails.
 TIMEOUT = 60
-NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "03_distributed.ipynb"
 MINC_PARREC = ["minc1_4d.mnc", "minc2_4d.mnc", "phantom_varscale.PAR"]
 
 
@@ -479,19 +478,7 @@ def test_save_from_cluster(client: Client, images: dict, tmp_path: Path, suffix:
 
 def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """notebooks/03_distributed.ipynb runs end to end (its own LocalCluster) on tiny data."""
-    monkeypatch.setenv("LAZYIMG_SMALL", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), (
-        "commit the notebook without outputs"
-    )
-    runner = nbclient.NotebookClient(
-        nb, timeout=TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    runner.execute()
+    nb = run_notebook("03_distributed.ipynb", tmp_path, monkeypatch)
     text = "\n".join(
         str(out.get("text", "")) + str(out.get("data", {}).get("text/plain", ""))
         for cell in nb.cells
