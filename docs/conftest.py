@@ -27,4 +27,4 @@ def _page_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         write_fmri(tmp_path / f"sub-{s:02d}_bold.nii.gz", SHAPE, tr=2.0, seed=s)
 
 
-collect_ignore = ["conf.py", "_build"]
+collect_ignore = ["conf.py", "_build", "images"]  # images: tests/cli/test_pictures.py runs it

@@ -66,9 +66,21 @@ series"""),
     new_markdown_cell("`img.slicer` slices like nibabel's and updates the affine; it stays lazy."),
     new_code_cell("""crop = img.slicer[8:24, 8:24, :, ::2]
 crop.shape, crop.affine[:3, 3]"""),
-    new_markdown_cell("Three orthogonal slices through a voxel, reading only those slices:"),
+    new_markdown_cell(
+        "Three orthogonal views through the centre, in world orientation, reading only "
+        "those three planes:"
+    ),
     new_code_cell("""%matplotlib inline
 fig = img.plot_slices()"""),
+    new_markdown_cell(
+        "One voxel's time series. In a `.nii.gz` every volume lies behind the ones before it "
+        "in the compressed stream, so reaching the voxel in all of them decompresses the whole "
+        "file (in an uncompressed `.nii` only the series' own bytes are read):"
+    ),
+    new_code_cell("""centre = tuple(n // 2 for n in img.shape[:3])
+with lazyimg.count_bytes() as n:
+    fig = img.plot_timeseries(centre)
+print(f"{n.bytes:,} bytes decompressed for the series")"""),
     new_markdown_cell(
         "## xarray\n\nNamed dimensions, time in seconds, metadata in attrs, still lazy."
     ),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 import lazyimg
+from lazyimg.testing import write_fmri
 
 DOCS = Path(__file__).parents[1] / "docs"
 
@@ -24,3 +27,15 @@ def test_every_page_is_in_a_toctree() -> None:
     pages = [p for p in pages if not p.startswith("_build") and p != "index"]
     unlisted = [p for p in pages if f"\n{p}\n" not in index]
     assert not unlisted, f"docs/index.md does not list {unlisted}"
+
+
+def test_readme_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Quickstart, verbatim, on a generated bold.nii.gz."""
+    readme = (DOCS.parent / "README.md").read_text()
+    found = re.search(r"## Quickstart\n\n```python\n(.*?)```", readme, re.S)
+    assert found, "README has no Quickstart code block"
+    monkeypatch.chdir(tmp_path)
+    write_fmri(tmp_path / "bold.nii.gz", (64, 64, 32, 12))
+    namespace: dict[str, object] = {}
+    exec(compile(found.group(1), "README.md", "exec"), namespace)
+    assert (tmp_path / "tmean.nii.gz").exists()
