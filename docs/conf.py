@@ -27,7 +27,7 @@ extensions = [
     "numpydoc",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "_generated/*.txt", "conftest.py"]
+exclude_patterns = ["_build", "_generated/*.txt"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
