@@ -99,3 +99,22 @@ def test_mgh_refusals(tmp_path: Path):
     scaled = write_scaled(tmp_path / "s.nii", sample((3, 4, 5), "int16"), 0.5, 10.0)
     with pytest.raises(TypeError, match="no scale factors"):
         save(lazyimg.load(scaled, dtype="raw"), tmp_path / "x.mgz")
+
+
+def test_failed_mgz_save_leaves_nothing(tmp_path: Path):
+    import dask.array as da
+
+    def boom(block: np.ndarray) -> np.ndarray:
+        if block[0, 0, 0, 0] == 2:
+            raise RuntimeError("boom")
+        return block
+
+    x = da.arange(4, chunks=1, dtype="float32")[None, None, None, :] * da.ones(
+        (3, 4, 5, 1), chunks=(3, 4, 5, 1), dtype="float32"
+    )
+    x = x.map_blocks(boom, dtype="float32")
+    (tmp_path / "old.mgz").write_bytes(b"keep me")
+    with pytest.raises(RuntimeError, match="boom"):
+        save(x, tmp_path / "old.mgz")
+    assert (tmp_path / "old.mgz").read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mgz"]

@@ -112,3 +112,12 @@ def test_preferred_chunks_pickle_and_survive_zarr(fmri_path: Path, tmp_path: Pat
     ds.chunk({"time": 5}).to_zarr(tmp_path / "x.zarr", consolidated=False)
     back = xr.open_zarr(tmp_path / "x.zarr", consolidated=False)
     np.testing.assert_array_equal(back["image"].values, np.asarray(nib.load(fmri_path).dataobj))
+
+
+def test_minc_time_first_splits_without_warning():
+    path = nibabel_file("minc2_4d.mnc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        da = xr.open_dataarray(path, engine="lazyimg", chunks={"time": 1})
+    assert da.dims[-1] == "time" and da.chunks[-1] == (1,) * da.sizes["time"]
+    np.testing.assert_array_equal(np.moveaxis(da.values, -1, 0), np.asarray(nib.load(path).dataobj))
