@@ -31,6 +31,7 @@ import nibabel as nib
 import numpy as np
 from dask.delayed import Delayed
 
+from lazyimg._io.remote import is_url
 from lazyimg._plan.chunks import chunk_limit, disk_chunks
 from lazyimg._write.atomic import RegionWriter, SaveJob
 from lazyimg._write.header import build_header, header_bytes, out_dtype
@@ -38,6 +39,7 @@ from lazyimg._write.labels import Labelled, from_obj, nifti_order, rename
 from lazyimg._write.mgh import mgh_layout
 from lazyimg._write.stored import to_stored
 from lazyimg._write.tmpfiles import sweep, temporary_name
+from lazyimg._write.upload import save_to_url
 from lazyimg.errors import ImageNotFoundError, SaveError
 
 __all__ = ["RegionWriter", "save"]
@@ -161,6 +163,7 @@ def save(
     dims: Mapping[str, str] | None = None,
     compute: bool = True,
     compresslevel: int = 6,
+    storage_options: dict[str, Any] | None = None,
 ) -> Any:
     """Write an image to NIfTI or MGH, streaming it chunk by chunk; the file appears only when complete.
 
@@ -205,6 +208,10 @@ def save(
         computed (its ``.compute()`` cleans up after a failure, too).
     compresslevel : int
         gzip level (0-9) for ``.nii.gz`` and ``.mgz``.
+    storage_options : dict, optional
+        When `path` is a URL (``s3://...``): its fsspec filesystem's options. The
+        image is written to a temporary local file, then uploaded in parts; the
+        object appears only once the upload completed.
 
     Returns
     -------
@@ -257,6 +264,9 @@ def save(
     >>> [int(n) for n in mgz.shape], float(mgz.header["tr"])
     ([8, 8, 4, 6], 2000.0)
     """
+    if is_url(path):  # written locally, then uploaded in parts (see lazyimg._write.upload)
+        kw = dict(affine=affine, header=header, dtype=dtype, dims=dims, compresslevel=compresslevel)
+        return save_to_url(save, obj, path, storage_options, compute, **kw)
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     target, kind, compressed = _parse_target(path)
     level = _parse_level(compresslevel)

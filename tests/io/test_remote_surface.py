@@ -72,3 +72,23 @@ def test_nibabel_header_is_exact(http: RangeServer) -> None:
     path = write_fmri(http.root / "bold.nii.gz", (8, 8, 4, 5), tr=2.5)
     img = lazyimg.load(http.url("bold.nii.gz"))
     assert img.header.binaryblock == nib.load(path).header.binaryblock
+
+
+def test_save_back_to_s3(s3: dict, tmp_path: Path) -> None:
+    path = write_fmri(tmp_path / "bold.nii", (12, 10, 6, 8), tr=2.0)
+    url = s3["put"](path)
+    img = lazyimg.load(url, storage_options=s3["options"])
+    out = f"s3://{s3['bucket']}/derivatives/mean.nii.gz"
+    assert lazyimg.save(img.data.mean(axis=-1), out, storage_options=s3["options"]) == out
+    back = lazyimg.load(out, storage_options=s3["options"])
+    assert np.allclose(back.slicecopy[...], nib_array(path).mean(-1))
+
+    def boom(block: np.ndarray) -> np.ndarray:
+        raise RuntimeError("a chunk failed")
+
+    failing = img.data.map_blocks(boom, dtype=img.dtype)
+    bad = f"s3://{s3['bucket']}/derivatives/broken.nii"
+    with pytest.raises(RuntimeError, match="a chunk failed"):
+        lazyimg.save(failing, bad, storage_options=s3["options"])
+    listed = s3["client"].list_objects_v2(Bucket=s3["bucket"], Prefix="derivatives/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == ["derivatives/mean.nii.gz"]
