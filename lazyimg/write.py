@@ -266,7 +266,7 @@ def save(
     """
     if is_url(path):  # written locally, then uploaded in parts (see lazyimg._write.upload)
         kw = dict(affine=affine, header=header, dtype=dtype, dims=dims, compresslevel=compresslevel)
-        return save_to_url(save, obj, path, storage_options, compute, **kw)
+        return save_to_url(save, obj, str(path), storage_options, compute, **kw)
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     target, kind, compressed = _parse_target(path)
     level = _parse_level(compresslevel)
