@@ -88,3 +88,24 @@ def test_lazy_public_names() -> None:
     assert set(lazyimg.__all__) <= set(dir(lazyimg))
     with pytest.raises(AttributeError):
         lazyimg.no_such_name  # noqa: B018
+
+
+def test_reduce_streams_without_dask_array(tmp_path: Path) -> None:
+    path = write_fmri(tmp_path / "f.nii.gz", shape=(6, 5, 4, 9))
+    code = (
+        "import lazyimg.cli as c\n"
+        "c._SLAB_BYTES = 6 * 5 * 4 * 4 * 2  # two volumes per step: several slabs\n"
+        f"c.reduce_file({str(path)!r}, 'tsnr', 'time', {str(tmp_path / 't.nii')!r}, False)\n"
+        f"c.reduce_file({str(path)!r}, 'max', '1', {str(tmp_path / 'm.nii.gz')!r}, False)\n"
+    )
+    seen = _modules_after(code, tmp_path)
+    assert not seen["dask.array"] and not seen["distributed"]
+    import nibabel as nib
+    import numpy as np
+
+    data = np.asarray(nib.load(path).dataobj).astype(np.float64)
+    mean, std = data.mean(-1), data.std(-1)
+    want = np.divide(mean, std, out=np.zeros_like(mean), where=std > 0)
+    np.testing.assert_allclose(nib.load(tmp_path / "t.nii").get_fdata(), want, rtol=1e-5)
+    got = np.asarray(nib.load(tmp_path / "m.nii.gz").dataobj)
+    np.testing.assert_array_equal(got, data.max(1, keepdims=True))
