@@ -38,6 +38,7 @@ from lazyimg._plan.index import (
     merge_block,
     tight_index,
 )
+from lazyimg.errors import CorruptImageError
 
 
 def _sel_token(sel: Selection) -> tuple[Any, ...]:
@@ -109,12 +110,31 @@ def _assemble_fresh(results: Any) -> np.ndarray:
     return out
 
 
+#: Most chunks one graph may have (~60 µs each to build: ten million take ten minutes).
+MAX_BLOCKS = 10_000_000
+
+
+def _refuse_absurd(path: str, chunks: tuple[tuple[int, ...], ...]) -> None:
+    """Refuse, before allocating anything per block, a graph with absurdly many chunks."""
+    count = 1
+    for c in chunks:
+        count *= len(c)
+    if count > MAX_BLOCKS:
+        shape = tuple(sum(c) for c in chunks)
+        raise CorruptImageError(
+            f"{path}: an array of shape {shape} in these chunks would need {count} dask chunks "
+            f"(at most {MAX_BLOCKS} are built). If the header is right, load with larger "
+            "chunks (lazyimg.load(..., chunks=...)); otherwise the header is damaged."
+        )
+
+
 def disk_array(
     task: ReadTask, sel: Selection, source_chunks: tuple[tuple[int, ...], ...]
 ) -> DiskArray:
     """The dask array of selection `sel` of a file, chunked along `source_chunks`."""
     dtype = task.out_dtype
     chunks = view_read_chunks(sel, source_chunks, dtype.itemsize)
+    _refuse_absurd(task.source.path, chunks)
     name = "lazyimg-" + tokenize(
         task.source, task.dtype and task.dtype.str, task.raw, _sel_token(sel), source_chunks
     )

@@ -28,6 +28,7 @@ import numpy as np
 from lazyimg._io.cache import Entry, entry
 from lazyimg._io.formats import Source, reopen
 from lazyimg._io.identity import FileId, check_readable
+from lazyimg._io.probe import open_stream
 from lazyimg._io.source import LocalFile, is_remote, open_source
 from lazyimg.errors import CorruptImageError, FileChangedError, ImageNotFoundError
 
@@ -190,32 +191,12 @@ def raw_file(source: Source) -> Entry:
             return reader, reader.close
         if is_remote(fid):
             raw = open_source(fid).stream()
-            stream = _open_compressed(raw, source.compression)
+            stream = open_stream(raw, source.compression)
         else:
-            stream = _open_compressed(fid.path, source.compression)
+            stream = open_stream(fid.path, source.compression)
         return stream, stream.close
 
     return entry(("raw", fid, source.compression), opener, source)
-
-
-def _open_compressed(path: Any, compression: str) -> Any:
-    """A sequential decompressing stream (bzip2 or zstd); gzip goes through ``_gzip``."""
-    if compression == "bz2":
-        import bz2
-
-        return bz2.open(path, "rb")
-    return _zstd_open(path)
-
-
-def _zstd_open(path: Any) -> Any:
-    try:
-        from compression import zstd
-
-        return zstd.open(path, "rb")
-    except ImportError:
-        from backports import zstd as bzstd
-
-        return bzstd.open(path, "rb")
 
 
 def nibabel_image(source: Source) -> Entry:

@@ -111,7 +111,7 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
     for name in files_of(p):  # before nibabel: indexed_gzip crashes on an unreadable file
         check_readable(name)
     try:
-        return open_nii_gz(p) or nib.load(p)
+        img = open_nii_gz(p) or nib.load(p)
     except nib.filebasedimages.ImageFileError as err:
         _raise_if_damaged_stream(p)
         tried = ", ".join(sorted({c.__name__ for c in nib.imageclasses.all_image_classes}))
@@ -130,13 +130,22 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
         raise MissingDependencyError(_missing_package(p, err)) from None
     except MemoryError:
         raise CorruptImageError(
-            f"{p}: the header asks for an impossible amount of memory."
+            f"{p}: the header asks for an impossible amount of memory. The header is "
+            "damaged; copy or export the file again."
         ) from None
     except Exception as err:
         raise CorruptImageError(
             f"{p}: nibabel could not read the header ({type(err).__name__}: {err}). "
             "The file is damaged or not what its suffix says."
         ) from None
+
+    if not hasattr(img, "dataobj"):  # GIFTI surfaces, CIFTI-less metadata files, ...
+        kind = "a GIFTI surface" if type(img).__name__ == "GiftiImage" else type(img).__name__
+        raise NotAnImageError(
+            f"{p}: this is {kind}, not an array image: it has no voxel array for lazyimg to "
+            "read. Read it with nibabel (nibabel.load(path).darrays for GIFTI)."
+        )
+    return img
 
 
 #: The lazyimg extra that installs a package nibabel may need to read a file.
@@ -214,6 +223,11 @@ def describe(img: Any) -> Source:
     shape = tuple(int(n) for n in proxy.shape)
     if any(n < 0 for n in shape):
         raise CorruptImageError(f"{name}: the header gives negative dimensions {shape}.")
+    if not shape:  # e.g. NIfTI dim[0] out of range: nibabel makes a 0-d image of it
+        raise CorruptImageError(
+            f"{name}: the header gives the image no dimensions (a NIfTI/Analyze dim[0] out of "
+            "the range 1-7?). The header is damaged; copy or export the file again."
+        )
     if _is_raw_proxy(proxy):
         return _describe_raw(img, proxy, shape)
     return _describe_nibabel(img, proxy, shape, files)
@@ -249,6 +263,10 @@ def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source
         from lazyimg._io.gzip.check import check_isize
 
         check_isize(path, data_file.size, needed)
+    elif compression in ("bz2", "zstd"):  # no trailer: a bounded decompression probe
+        from lazyimg._io.probe import check_stream_length
+
+        check_stream_length(path, compression, needed)
     scaling, scaled = raw_scaling(proxy, stored)
     return Source(
         kind="raw",
@@ -268,6 +286,8 @@ def _describe_nibabel(
     img: Any, proxy: Any, shape: tuple[int, ...], files: tuple[FileId, ...]
 ) -> Source:
     stored, scaled = _generic_dtypes(img, proxy, shape)
+    if type(proxy).__name__ == "PARRECArrayProxy":
+        _check_rec_size(img, proxy)
     return Source(
         kind="nibabel",
         files=files,
@@ -298,6 +318,21 @@ def reopen(source: Source) -> Any:
 _CLASSES: dict[str, Any] = {
     c.__name__: c for c in (*nib.imageclasses.all_image_classes, nib.ecat.EcatImage)
 }
+
+
+def _check_rec_size(img: Any, proxy: Any) -> None:
+    """A ``.REC`` shorter than its ``.PAR`` describes fails at load, not at compute."""
+    rec = img.file_map["image"].filename
+    rec_shape = getattr(proxy, "_rec_shape", None)
+    if not isinstance(rec, (str, os.PathLike)) or rec_shape is None:
+        return
+    needed = int(np.prod(rec_shape, dtype=object)) * np.dtype(proxy.dtype).itemsize
+    size = os.stat(rec).st_size
+    if size < needed:
+        raise CorruptImageError(
+            f"{os.fspath(rec)}: the file has {size} bytes but its .PAR header describes {needed}. "
+            "The .REC is truncated; copy or export it again."
+        )
 
 
 def _generic_dtypes(

@@ -31,6 +31,7 @@ from lazyimg._plan.reads import (
     group_positions,
     plan_read,
 )
+from lazyimg.errors import CorruptImageError
 
 #: What one separate read of a compressed stream costs beyond its bytes, in bytes to
 #: decompress, when the stream cannot say better: a forward seek through a sequential
@@ -243,7 +244,13 @@ def _read_nibabel(
     # threads (HDF5/netCDF behind MINC, an open file behind PAR/REC), so reads of one
     # file take turns while different files still read in parallel.
     with entry.lock:
-        data = proxy._get_unscaled(index) if raw else proxy[index]
+        try:
+            data = proxy._get_unscaled(index) if raw else proxy[index]
+        except (ValueError, OSError, EOFError, KeyError, IndexError) as err:
+            raise CorruptImageError(
+                f"{source.path}: nibabel could not read the data ({type(err).__name__}: {err}). "
+                "The file is damaged or truncated; copy or export it again."
+            ) from None
     np.copyto(dest, np.asarray(data).reshape(dest.shape), casting="unsafe")
 
 

@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -532,3 +533,28 @@ def test_primer_starts_inflating_mid_byte(lib: str) -> None:
             moved = np.packbits(np.concatenate([junk, bits]), bitorder="little").tobytes()
             primed = _inflate._primer(start, moved[0]) + moved[1:]
             assert inflate.decompressobj(-15).decompress(primed) == data, (strategy, start)
+
+
+@pytest.mark.parametrize("damage", ["zeroed window", "moved seek point"])
+def test_damaged_saved_index_payload_is_rebuilt(
+    bold_gz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """A saved index whose payload was damaged is not trusted: a fresh process rebuilds it."""
+    small_spacing(monkeypatch)
+    lazyimg.load(bold_gz).data.sum().compute()
+    (saved,) = list((tmp_path / "cache").rglob("*.gzidx"))
+    blob = bytearray(saved.read_bytes())
+    (hlen,) = struct.unpack_from("<I", blob, len(_gzindex._MAGIC))
+    start = len(_gzindex._MAGIC) + 4 + hlen
+    index = _gzindex.GzipIndex.parse(bytes(blob[start:]), bold_gz.stat().st_size)
+    with_window = np.flatnonzero(index.window_at >= 0)
+    i = int(with_window[len(with_window) // 2])
+    if damage == "zeroed window":
+        at = start + int(index.window_at[i])
+        blob[at : at + index.window_size] = bytes(index.window_size)
+    else:
+        at = start + 35 + i * _gzindex._POINT.itemsize + _gzindex._POINT.fields["u"][1]
+        struct.pack_into("<Q", blob, at, int(index.upos[i]) + 2)
+    saved.write_bytes(bytes(blob))
+    want = int(nib_array(bold_gz)[..., -1].astype(np.int64).sum())
+    assert in_new_process(bold_gz) == (1, 0, want)

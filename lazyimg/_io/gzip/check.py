@@ -7,9 +7,11 @@ image header needs (decompressing only where the trailer cannot tell);
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from lazyimg.errors import CorruptImageError
@@ -59,17 +61,56 @@ def _is_bgzf(head: bytes) -> bool:
 
 
 def decompressed_length(path: Any, limit: int) -> tuple[int, str | None]:
-    """Uncompressed bytes readable from `path` (up to `limit`), and the error that stopped it."""
-    import gzip
+    """Uncompressed bytes readable from `path` (up to `limit`), and the error that stopped it.
 
-    got = 0
+    Counts exactly (the offset in an error is the byte where decoding failed,
+    with the compressed byte), checks each member's CRC-32 and ISIZE, and, as
+    nibabel does, ends the data at the first member followed by bytes that are
+    not another gzip member (trailing garbage or zero padding).
+    """
+    got, cpos, member = 0, 0, 0
+    d = zlib.decompressobj(31)
     try:
-        with gzip.open(path, "rb") as f:
-            while got < limit and (block := f.read(min(2**20, limit - got))):
-                got += len(block)
-    except (OSError, EOFError, zlib.error) as err:
-        return got, f"{type(err).__name__}: {err}"
+        with _opened(path) as f:
+            while got < limit:
+                data = d.unconsumed_tail or f.read(2**20)
+                if not data:
+                    if not d.eof:
+                        return got, f"EOFError: the stream ends at compressed byte {cpos}"
+                    break
+                if not d.unconsumed_tail:
+                    cpos += len(data)
+                out = d.decompress(data, min(2**20, limit - got))
+                got += len(out)
+                if d.eof:  # a member ended: is another one next?
+                    cpos -= len(d.unused_data)
+                    f.seek(cpos)
+                    if f.read(2) != b"\x1f\x8b":
+                        break  # trailing bytes that are not a member: the data ends here
+                    f.seek(cpos)
+                    member, d = cpos, zlib.decompressobj(31)
+    except (OSError, zlib.error) as err:
+        text = str(err)
+        for code, what in (("data check", "CRC-32"), ("length check", "ISIZE")):
+            if code in text:  # the member decoded, but its trailer disagrees with the data
+                return got, (
+                    f"the {what} in the trailer of the gzip member starting at compressed "
+                    f"byte {member} does not match its data, decoded to past uncompressed "
+                    f"byte {got}"
+                )
+        return got, f"{type(err).__name__}: {err}, at or before compressed byte {cpos}"
     return got, None
+
+
+@contextlib.contextmanager
+def _opened(path: Any) -> Iterator[Any]:
+    """A path opened for reading, or a file object (rewound, left open)."""
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "rb", buffering=0) as f:
+            yield f
+        return
+    path.seek(0)
+    yield path
 
 
 def diagnose(path: str | os.PathLike[str], limit: int = FINISH_BYTES) -> str | None:

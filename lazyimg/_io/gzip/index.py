@@ -199,6 +199,11 @@ def _fingerprint(path: str, size: int) -> str:
     return h.hexdigest()
 
 
+def _payload_digest(payload: bytes) -> str:
+    """Digest of every seek point and window of a saved index (checked before it is used)."""
+    return hashlib.blake2b(payload, digest_size=32).hexdigest()
+
+
 def _load_saved(fid: FileId) -> GzipIndex | None:
     """The first saved index, beside the data then in the cache, that fits the file."""
     if _policy() == "off":
@@ -234,7 +239,10 @@ def _parse_saved(blob: bytes, fid: FileId, digest: str) -> GzipIndex | None:
             head.get("fingerprint"),
         ) != (_FORMAT, fid.size, _stamp(fid), digest):
             return None
-        return GzipIndex.parse(blob[start + hlen :], fid.size)
+        payload = blob[start + hlen :]
+        if head.get("payload_digest") != _payload_digest(payload):
+            return None  # a damaged window or seek point would give wrong values: rebuild
+        return GzipIndex.parse(payload, fid.size)
     except ValueError:  # damaged JSON or GZIDX: rebuild
         return None
 
@@ -253,6 +261,7 @@ def save(fid: FileId, index: GzipIndex, where: str | None = None) -> Path | None
             "mtime_ns": _stamp(fid),
             "fingerprint": _digest(fid),
             "uncompressed_size": index.uncompressed_size,
+            "payload_digest": _payload_digest(index.payload),
         }
     ).encode()
     targets = [_beside_path(fid.path)] if where == "beside" and not _remote(fid) else []
