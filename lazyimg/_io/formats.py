@@ -287,7 +287,9 @@ def _describe_nibabel(
 ) -> Source:
     stored, scaled = _generic_dtypes(img, proxy, shape)
     if type(proxy).__name__ == "PARRECArrayProxy":
-        _check_rec_size(img, proxy)
+        from lazyimg._io.probe import check_rec_size
+
+        check_rec_size(img, proxy)
     return Source(
         kind="nibabel",
         files=files,
@@ -318,21 +320,6 @@ def reopen(source: Source) -> Any:
 _CLASSES: dict[str, Any] = {
     c.__name__: c for c in (*nib.imageclasses.all_image_classes, nib.ecat.EcatImage)
 }
-
-
-def _check_rec_size(img: Any, proxy: Any) -> None:
-    """A ``.REC`` shorter than its ``.PAR`` describes fails at load, not at compute."""
-    rec = img.file_map["image"].filename
-    rec_shape = getattr(proxy, "_rec_shape", None)
-    if not isinstance(rec, (str, os.PathLike)) or rec_shape is None:
-        return
-    needed = int(np.prod(rec_shape, dtype=object)) * np.dtype(proxy.dtype).itemsize
-    size = os.stat(rec).st_size
-    if size < needed:
-        raise CorruptImageError(
-            f"{os.fspath(rec)}: the file has {size} bytes but its .PAR header describes {needed}. "
-            "The .REC is truncated; copy or export it again."
-        )
 
 
 def _generic_dtypes(

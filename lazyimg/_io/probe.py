@@ -1,4 +1,4 @@
-"""Plausibility of a bzip2 or zstd stream's length, checked at load with bounded work.
+"""Plausibility of data lengths a header cannot vouch for, checked at load with bounded work.
 
 A gzip stream states its length (mod 2**32) in its trailer
 (:mod:`lazyimg._io.gzip.check`); bzip2 states none, and zstd only per frame,
@@ -8,11 +8,16 @@ graph. :func:`check_stream_length` decompresses at most :data:`PROBE_BYTES` of
 the stream: if it ends before the header's bytes (or before the probe's limit),
 the file is refused, naming it. A longer stream passes; a stream that ends
 early beyond the probe is still caught by the read that reaches its end.
+:func:`check_rec_size` does the same for a PAR/REC pair (nibabel would fail
+only at the first read).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import numpy as np
 
 from lazyimg.errors import CorruptImageError
 
@@ -81,4 +86,19 @@ def check_stream_length(path: str, compression: str, needed: int) -> None:
             f"{path}: the header describes {needed} uncompressed bytes, but the {compression} "
             f"stream ends after {got}{why}. The file is truncated, corrupt, or its header is "
             "wrong; copy or export it again."
+        )
+
+
+def check_rec_size(img: Any, proxy: Any) -> None:
+    """A ``.REC`` shorter than its ``.PAR`` describes fails at load, not at compute."""
+    rec = img.file_map["image"].filename
+    rec_shape = getattr(proxy, "_rec_shape", None)
+    if not isinstance(rec, (str, os.PathLike)) or rec_shape is None:
+        return
+    needed = int(np.prod(rec_shape, dtype=object)) * np.dtype(proxy.dtype).itemsize
+    size = os.stat(rec).st_size
+    if size < needed:
+        raise CorruptImageError(
+            f"{os.fspath(rec)}: the file has {size} bytes but its .PAR header describes {needed}. "
+            "The .REC is truncated; copy or export it again."
         )

@@ -47,18 +47,17 @@ def test_absurd_dimensions_in_a_tiny_compressed_file(tmp_path: Path, suffix: str
     assert path.name in str(err.value)
 
 
-def test_graph_refuses_absurd_chunk_counts(tmp_path: Path) -> None:
-    """A sparse file can make any header's size plausible: the graph refuses, allocating nothing."""
-    hdr = nib.Nifti1Header()
-    hdr.set_data_dtype(np.uint8)
-    hdr.set_data_shape((2048, 2048, 4096))
-    path = tmp_path / "sparse.nii"
-    with open(path, "wb") as f:
-        f.write(hdr.binaryblock + b"\0" * 4)
-        f.truncate(352 + 2048 * 2048 * 4096)
+def test_graph_refuses_absurd_chunk_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the limit the graph is refused before anything is allocated per block."""
+    from lazyimg import _graph
+
+    assert MAX_BLOCKS >= 10**6
+    chunks = ((1,) * 32767,) * 4  # 32767**4 chunks: refused without building one
     with pytest.raises(lazyimg.CorruptImageError) as err:
-        lazyimg.load(path, chunks=(1, 1, 1))
-    assert path.name in str(err.value) and str(MAX_BLOCKS) in str(err.value)
+        _graph._refuse_absurd(str(tmp_path / "a.nii"), chunks)
+    assert "a.nii" in str(err.value) and f"{32767**4} dask chunks" in str(err.value)
+    monkeypatch.setattr(_graph, "MAX_BLOCKS", 10)
+    _graph._refuse_absurd("b.nii", ((1,) * 10,))
 
 
 def test_zero_dimensional_header(tmp_path: Path) -> None:

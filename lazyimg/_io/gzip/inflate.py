@@ -297,6 +297,15 @@ def _truncated(path: str, cpos: int, upos: int, offset: int, n: int) -> None:
 
 
 def _corrupt(path: str, cpos: int, upos: int, err: BaseException) -> CorruptImageError:
+    if cpos < 0:  # a sequential decoder that does not say where: decode once more to find out
+        from lazyimg._io.gzip.check import decompressed_length
+
+        got, why = decompressed_length(path, 2**62)
+        if why is not None:
+            return CorruptImageError(
+                f"{path}: the gzip stream is corrupt at uncompressed byte {got}: {why}. "
+                "Copy or export the file again."
+            )
     where = f"compressed byte {cpos}, " if cpos >= 0 else ""
     return CorruptImageError(
         f"{path}: the gzip stream is corrupt or truncated at or after {where}uncompressed "
