@@ -42,7 +42,7 @@ QUICKSTART = [
         + """
 shape = (32, 32, 16, 40) if SMALL else (64, 64, 32, 200)
 path = write_fmri(workdir / "bold.nii.gz", shape, tr=2.0)
-path"""
+print(path.name, f"{path.stat().st_size / 2**20:.1f} MiB")"""
     ),
     new_markdown_cell(
         "`lazyimg.load` reads the header only. The rich display shows the on-disk order and "
