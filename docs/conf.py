@@ -70,5 +70,10 @@ def _drop_missing_pages(app: object, docname: str, source: list[str]) -> None:
                 source[0] = source[0].replace(f"\n{page}\n", "\n")
 
 
+def _reread_index(*args: object) -> list[str]:
+    return ["index"]  # its toctree depends on which optional pages exist now
+
+
 def setup(app: object) -> None:
     app.connect("source-read", _drop_missing_pages)  # type: ignore[attr-defined]
+    app.connect("env-get-outdated", _reread_index)  # type: ignore[attr-defined]
