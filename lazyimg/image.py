@@ -293,6 +293,7 @@ def load(
     >>> lazyimg.load(img, chunks={"time": 2}).chunks[3]
     (2, 2, 2, 1)
     """
+    hint = source.path if isinstance(source, LazyImage) else None  # where it came from
     if isinstance(source, LazyImage):
         source = source.nibabel_image
     remote = None  # a URL: see lazyimg._io.remote_open
@@ -315,21 +316,27 @@ def load(
     # a proxy over files on disk stays lazy (also one built around another image's
     # proxy, which still reads that file); one over bytes in memory is read once
     on_disk = nib.is_proxy(proxy) and (image_files(nib_img) or proxy_file(proxy))
-    if remote is None and not on_disk:
+    # lazyimg's own selection (img.slicer, an unpickled MINC or PAR/REC image) stays one
+    view = proxy if isinstance(proxy, ViewProxy) and chunks == "auto" else None
+    if view is not None and (view._task.raw or view._task.dtype is not None):
+        view = None  # a cast or raw selection: read once, as numbers in memory
+    if remote is None and not on_disk and view is None:
         if raw:
             check_raw(None, proxy, name)
         if nib.is_proxy(proxy):
             nib_img = nib_img.__class__(np.asarray(proxy), nib_img.affine, nib_img.header)
         return _wrap_memory(nib_img, chunks, cast, order, None)
-    src = remote or describe(nib_img)
+    src = remote or (view._task.source if view else describe(nib_img))
     if raw:
         check_raw(src, proxy, name)
-    task, sel = ReadTask(src, cast, raw), full_selection(src.shape)  # the graph comes with .data
+    task = ReadTask(src, cast, raw)  # the graph comes with .data
+    sel = view._sel if view else full_selection(src.shape)
     resolved = parse_chunks(chunks, src.shape, task.out_dtype, src.order, src.path)
     if remote is not None:  # nibabel's proxy would read the header bytes in memory
         nib_img._dataobj = ViewProxy(task, sel)
     if not isinstance(source, (str, os.PathLike)):  # a nibabel image: the file it came from
         source = getattr(nib_img, "get_filename", lambda: None)() or proxy_file(proxy)
+        source = source or hint or (view and view._task.source.path)
     path = None if not source else source if remote else Path(source)
     return LazyImage(
         nib_img, None, task=task, sel=sel, source_chunks=resolved, order=src.order, path=path

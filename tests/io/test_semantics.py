@@ -183,3 +183,24 @@ def test_ecat_says_why_it_does_not_pickle() -> None:
         pickle.dumps(img)
     back = pickle.loads(pickle.dumps(img.data))  # the graph itself pickles
     assert_same(back.compute(), np.asarray(img.dataobj))
+
+
+def test_loading_a_lazyimg_view_stays_lazy() -> None:
+    """A slicer view, or an unpickled MINC image, given back to load is not read whole."""
+    path = nibabel_file("example4d.nii.gz")
+    sub = lazyimg.load(path).slicer[1:5, ::-1, 2:]
+    want = np.asarray(nib.load(path).dataobj)[1:5, ::-1, 2:]
+    with counted() as box:
+        again = lazyimg.load(sub)
+        also = lazyimg.load(sub.nibabel_image)
+    assert box["n"] == 0 and again.is_proxy and also.is_proxy
+    assert again.path == sub.path
+    for img in (again, also):
+        assert_same(img.slicecopy[...], want)
+        assert_same(img.data[..., 1].compute(), want[..., 1])
+    assert_same(lazyimg.load(sub, dtype="float32").slicecopy[...], want.astype("float32"))
+    minc = pickle.loads(pickle.dumps(lazyimg.load(nibabel_file("minc2_4d.mnc"))))
+    with counted() as box:
+        back = lazyimg.load(minc)
+    assert box["n"] == 0 and back.is_proxy
+    assert_same(back.slicecopy[...], np.asarray(nib.load(nibabel_file("minc2_4d.mnc")).dataobj))
