@@ -73,7 +73,7 @@ class RangeServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -96,6 +96,10 @@ class RangeServer:
             self.requests += 1
             self.bytes_sent += nbytes
             self.log.append((method, name, rng))
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a client opens many connections at once (concurrent ranges)
 
 
 def etag_of(path: Path) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 #: Runs closer than this are fetched as one request (the gap is read through).
 GAP_BYTES = 64 * 2**10
 #: Longest single request; longer runs are cut into parts fetched concurrently.
-PART_BYTES = 16 * 2**20
+PART_BYTES = 4 * 2**20
 #: What one more request costs, in bytes, for the unproxy rule: about one
 #: share of a round trip when requests overlap (~2 ms at ~30 MB/s).
 REQUEST_OVERHEAD_BYTES = 64 * 2**10
