@@ -116,7 +116,11 @@ def _measure(srv: RangeServer, tmp: Path, shape: tuple[int, ...], nii: int, gz: 
     z, n_t = shape[2] // 2, shape[3]
     for label, index, needed in [
         ("one volume [..., k]", (..., n_t // 2), vol_bytes),
-        ("z-slice through time [:, :, z, :]", (slice(None), slice(None), z), shape[0] * shape[1] * 2 * n_t),
+        (
+            "z-slice through time [:, :, z, :]",
+            (slice(None), slice(None), z),
+            shape[0] * shape[1] * 2 * n_t,
+        ),
         ("voxel series [i, j, k, :]", (shape[0] // 2, shape[1] // 2, z), 2 * n_t),
     ]:
         srv.reset()
@@ -128,7 +132,9 @@ def _measure(srv: RangeServer, tmp: Path, shape: tuple[int, ...], nii: int, gz: 
     srv.reset()
     t, _ = _timed(lambda: img.data.mean(axis=-1).compute())
     rate = nii / t
-    _row("lazyimg data.mean(axis=-1)", t, srv, f"{rate / 1e6:8.1f} MB/s = {rate / raw_rate:.2f}x raw")
+    _row(
+        "lazyimg data.mean(axis=-1)", t, srv, f"{rate / 1e6:8.1f} MB/s = {rate / raw_rate:.2f}x raw"
+    )
 
     print("\n.nii.gz")
     gurl = srv.url("bold.nii.gz")
