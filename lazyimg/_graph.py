@@ -15,9 +15,11 @@ chunks and dtype give the same name; a changed file gives a new one.
 from __future__ import annotations
 
 import itertools
+import sys
 import uuid
 from typing import Any, Literal
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
@@ -70,6 +72,28 @@ class DiskArray(da.Array):
 
     def __dask_postcompute__(self) -> Any:
         return _assemble_fresh, ()
+
+    def compute(self, **kwargs: Any) -> Any:
+        """dask's ``compute``, without importing ``distributed`` when no Client can exist.
+
+        With no scheduler chosen, dask imports ``distributed`` (~0.3 s) to look
+        for a Client. None can exist before ``distributed`` is imported, so the
+        array's own default is used directly: one chunk is read in the calling
+        thread (no graph optimisation, no pool), more go to dask's thread pool. Any Client, any
+        ``scheduler=`` and any configured scheduler are honoured as before.
+        """
+        if (
+            "scheduler" not in kwargs
+            and "distributed" not in sys.modules
+            and dask.config.get("scheduler", None) is None
+        ):
+            state = getattr(self, "_lazyimg", None)
+            if state is not None and self.npartitions == 1 and not kwargs:
+                return _assemble_fresh(state[0](Block(state[1])))  # the one read task, inline
+            from dask.threaded import get
+
+            kwargs["scheduler"] = get
+        return super().compute(**kwargs)
 
 
 def _assemble_fresh(results: Any) -> np.ndarray:

@@ -109,3 +109,15 @@ def test_reduce_streams_without_dask_array(tmp_path: Path) -> None:
     np.testing.assert_allclose(nib.load(tmp_path / "t.nii").get_fdata(), want, rtol=1e-5)
     got = np.asarray(nib.load(tmp_path / "m.nii.gz").dataobj)
     np.testing.assert_array_equal(got, data.max(1, keepdims=True))
+
+
+def test_compute_without_a_client_does_not_import_distributed(tmp_path: Path) -> None:
+    path = write_fmri(tmp_path / "f.nii", shape=(6, 5, 4, 8))
+    code = (
+        "import numpy as np, lazyimg\n"
+        f"img = lazyimg.load({str(path)!r}, chunks={{3: 3}})\n"
+        "assert np.array_equal(img.data[..., 2].compute(), img.slicecopy[..., 2])\n"
+        "assert np.array_equal(img.data[1:3].compute(), img.slicecopy[1:3])  # several chunks\n"
+    )
+    seen = _modules_after(code, tmp_path)
+    assert seen["dask.array"] and not seen["distributed"]
