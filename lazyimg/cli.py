@@ -278,7 +278,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "info":
         return _info(args.files, args.json, _storage_options(args.storage_option))
     if args.command == "reduce":
-        reduce_file(args.file, args.op, args.axis, args.output, progress=not args.quiet)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reduce_file(args.file, args.op, args.axis, args.output, progress=not args.quiet)
+        notes = dict.fromkeys(str(w.message).strip() for w in caught)
+        if notes:  # nibabel's remarks about the file, once each, as one line
+            print(f"lazyimg: note: nibabel said: {'; '.join(notes)}", file=sys.stderr)
         print(f"wrote {args.output}", file=sys.stderr)
         return 0
     return 2  # pragma: no cover - argparse requires a command

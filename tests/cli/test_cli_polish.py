@@ -131,3 +131,13 @@ def test_html_repr_polish(tmp_path: Path) -> None:
     assert "KiB" in html and " MB" not in html and " kB" not in html
     mem = lazyimg.load(nib.Nifti1Image(np.zeros((3, 4, 5), "f4"), np.eye(4)))._repr_html_()
     assert mem.count("in memory") == 1
+
+
+def test_reduce_collects_nibabel_warnings_into_one_note(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.mnc"
+    shutil.copy(os.path.join(data_path, "minc2_baddim.mnc"), path)
+    out = tmp_path / "o.nii"
+    assert main(["reduce", str(path), "--op", "max", "--axis", "0", "-o", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("lazyimg: note: nibabel said: Invalid spacing")
+    assert err[1] == f"wrote {out}"
