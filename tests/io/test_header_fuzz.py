@@ -137,13 +137,13 @@ def _check(fmt: str, m: dict[str, Any]) -> None:
         try:
             img = lazyimg.load(header)
             if int(np.prod(img.shape, dtype=object)) > 10**7:
-                assert want is None or want.size > 10**7
+                assert want is None or want.size > 10**7, f"{fmt} {m}"
                 return  # built lazily without reading: nothing to compare in a test
             got = img.data.compute()
             one = img.slicecopy[..., -1:] if img.ndim else None
         except lazyimg.LazyImgError as err:
             names = {header.name, path.name}
-            assert any(n in str(err) for n in names), f"no file name in: {err}"
+            assert any(n in str(err) for n in names), f"no file name in: {err} ({fmt} {m})"
             return
         finally:
             lazyimg.close_files()
