@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lazyimg._display.text import human_bytes
+
 SIZES = {
     "small": (32, 32, 16, 40),
     "medium": (64, 64, 32, 200),
@@ -130,7 +132,7 @@ def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> i
         t0 = time.perf_counter()
         write_fmri(src, shape, tr=2.0)
         size_b = src.stat().st_size
-        say(f"   {size_b / 1e6:.0f} MB written in {time.perf_counter() - t0:.1f} s")
+        say(f"   {human_bytes(size_b)} written in {time.perf_counter() - t0:.1f} s")
 
         say("\n2. Opening it lazily (header only, no voxels read):")
         t0 = time.perf_counter()
@@ -138,7 +140,8 @@ def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> i
         say(f"   {img!r}")
         say(
             f"   opened in {1e3 * (time.perf_counter() - t0):.1f} ms; on-disk order {img.disk_order} "
-            f"(last axis slowest), {len(img.chunks[-1])} chunks of up to {max(img.chunks[-1])} volumes"
+            f"(last axis slowest), {_count(len(img.chunks[-1]), 'chunk')} of up to "
+            f"{_count(max(img.chunks[-1]), 'volume')}"
         )
 
         k = shape[3] // 2
@@ -149,7 +152,7 @@ def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> i
         got = _files.bytes_read - before
         say(
             f"\n3. One volume, img.slicecopy[..., {k}]: {vol.shape} {vol.dtype} in {1e3 * dt:.1f} ms, "
-            f"{got / 1e6:.2f} MB read of a {size_b / 1e6:.0f} MB file ({100 * got / size_b:.2f}%)"
+            f"{human_bytes(got)} read of a {human_bytes(size_b)} file ({100 * got / size_b:.2f}%)"
         )
 
         say("\n4. Temporal SNR map (mean / std over time), streamed chunk by chunk:")
@@ -182,3 +185,8 @@ def run_demo(size: str = "large", keep: str | None = None, out: Any = None) -> i
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 chunk``, ``6 chunks``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
