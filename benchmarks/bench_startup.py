@@ -15,9 +15,9 @@ caches are paid as a user pays them. Rows (issue 12):
   ``xr.open_mfdataset(..., engine="lazyimg")``; the first
   ``img.data[..., k].compute()`` vs ``img.slicecopy[..., k]``.
 
-Run under the bench lock::
+Run it on a quiet machine (nothing else timing or testing)::
 
-    flock /tmp/lazyimg-bench.lock python benchmarks/bench_startup.py [--files 1000]
+    python benchmarks/bench_startup.py [--files 1000]
 """
 
 from __future__ import annotations

@@ -267,19 +267,15 @@ def _describe_raw(img: Any, proxy: ArrayProxy, shape: tuple[int, ...]) -> Source
         from lazyimg._io.probe import check_stream_length
 
         check_stream_length(path, compression, needed)
+    return raw_source(img, proxy, (data_file, *others), shape, stored, offset, compression)
+
+
+def raw_source(img: Any, proxy: Any, files: tuple[Any, ...], shape: tuple[int, ...],
+               stored: np.dtype[Any], offset: int, compression: str | None) -> Source:  # fmt: skip
+    """The Source of an array at `offset` in `files[0]`, scaled as `proxy` scales it."""
     scaling, scaled = raw_scaling(proxy, stored)
-    return Source(
-        kind="raw",
-        files=(data_file, *others),
-        shape=shape,
-        order=proxy.order,
-        stored=stored,
-        scaled=scaled,
-        offset=offset,
-        compression=compression,
-        scaling=scaling,
-        image_class=type(img).__name__,
-    )
+    return Source("raw", files, shape, proxy.order, stored, scaled, offset, compression,
+                  scaling, type(img).__name__)  # fmt: skip
 
 
 def _describe_nibabel(

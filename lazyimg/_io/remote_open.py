@@ -23,11 +23,10 @@ import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.fileholders import FileHolder
 
-from lazyimg._io.formats import Source
+from lazyimg._io.formats import Source, raw_source
 from lazyimg._io.remote import Options, RemoteId, redact
 from lazyimg._io.remote_file import RemoteFile
 from lazyimg._io.remote_fs import filesystem, stat
-from lazyimg._io.scaling import raw_scaling
 from lazyimg.errors import CorruptImageError, NotAnImageError
 
 __all__ = ["open_remote"]
@@ -180,16 +179,4 @@ def _source(
             f"{name}: the object has {rid.size} bytes but its header describes {needed}. "
             "It is truncated or the header is wrong; upload it again."
         )
-    scaling, scaled = raw_scaling(proxy, stored)
-    return Source(
-        kind="raw",
-        files=(rid, *others),
-        shape=shape,
-        order=proxy.order,
-        stored=stored,
-        scaled=scaled,
-        offset=offset,
-        compression=compression,
-        scaling=scaling,
-        image_class=type(img).__name__,
-    )
+    return raw_source(img, proxy, (rid, *others), shape, stored, offset, compression)
