@@ -12,6 +12,7 @@ the file and the offset.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import os
@@ -278,9 +279,15 @@ def test_full_pass_decompresses_in_several_threads(
     _gzbuild.build_index(bold_gz)
     threads: set[int] = set()
     inflate = _gzip._inflate_runs
+    # each batch waits (up to 5 s) for a second one to start, so one fast thread cannot
+    # drain the whole queue before the other begins: the test asks whether batches *can*
+    # run in parallel, not which thread the pool happened to wake first
+    meet = threading.Barrier(2, timeout=5)
 
     def spy(*args: Any) -> None:
         threads.add(threading.get_ident())
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meet.wait()
         inflate(*args)
 
     monkeypatch.setattr(_gzip, "_inflate_runs", spy)
