@@ -222,7 +222,10 @@ def describe(img: Any) -> Source:
     name = files[0].path if files else "<image>"
     shape = tuple(int(n) for n in proxy.shape)
     if any(n < 0 for n in shape):
-        raise CorruptImageError(f"{name}: the header gives negative dimensions {shape}.")
+        raise CorruptImageError(
+            f"{name}: the header gives negative dimensions {shape}. The header is damaged; "
+            "copy or export the file again."
+        )
     if not shape:  # e.g. NIfTI dim[0] out of range: nibabel makes a 0-d image of it
         raise CorruptImageError(
             f"{name}: the header gives the image no dimensions (a NIfTI/Analyze dim[0] out of "

@@ -76,6 +76,19 @@ def test_zero_dimensional_header(tmp_path: Path) -> None:
     assert path.name in str(err.value)
 
 
+def test_negative_dimension(tmp_path: Path) -> None:
+    """A negative dim[2] in a NIfTI-1 header: refused at load, naming the file and what to do."""
+    path = make_image(tmp_path / "a.nii", sample((4, 5, 6, 7), "int16"))
+    blob = bytearray(path.read_bytes())
+    struct.pack_into("<h", blob, 42, -5)
+    path.write_bytes(bytes(blob))
+    with pytest.raises(lazyimg.CorruptImageError) as err:
+        lazyimg.load(path)
+    assert isinstance(err.value, ValueError)
+    message = str(err.value)
+    assert path.name in message and "negative" in message and "copy or export" in message
+
+
 def test_gifti_is_a_surface(tmp_path: Path) -> None:
     path = tmp_path / "surf.gii"
     darray = nib.gifti.GiftiDataArray(np.zeros((10, 3), "float32"))
