@@ -62,6 +62,29 @@ def test_load_and_read_without_dask_array(tmp_path: Path, suffix: str) -> None:
     )
     seen = _modules_after(code, tmp_path)
     assert [m for m in HEAVY if seen[m]] == []
+    assert not seen["dask"]  # dask's chunk size comes from its shipped dask.yaml
+
+
+def test_dask_settings_still_steer_chunks_without_dask_imported(tmp_path: Path) -> None:
+    """A ``DASK_*`` variable (or a config file) sends the look-up to dask itself."""
+    path = write_fmri(tmp_path / "f.nii", shape=(6, 5, 4, 8))
+    code = f"import lazyimg\nprint(lazyimg.load({str(path)!r}).chunks[3])\n"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {k: v for k, v in env.items() if not k.startswith("DASK_")}
+    run = lambda extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env, **extra},
+        check=True,
+    ).stdout.strip()
+    assert run({}) == "(8,)"
+    assert run({"DASK_ARRAY__CHUNK_SIZE": "1KiB"}) == "(4, 4)"  # 240 B a volume
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "c.yaml").write_text("array:\n  chunk-size: 512B\n")
+    assert run({"DASK_CONFIG": str(conf)}) == "(2, 2, 2, 2)"
 
 
 def test_data_builds_the_graph_on_first_use(tmp_path: Path) -> None:
@@ -99,7 +122,7 @@ def test_reduce_streams_without_dask_array(tmp_path: Path) -> None:
         f"c.reduce_file({str(path)!r}, 'max', '1', {str(tmp_path / 'm.nii.gz')!r}, False)\n"
     )
     seen = _modules_after(code, tmp_path)
-    assert not seen["dask.array"] and not seen["distributed"]
+    assert not seen["dask"] and not seen["distributed"]
     import nibabel as nib
     import numpy as np
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lazyimg"
 
 #: Lowest first. A module's layer is the longest prefix listed here.
 LAYERS: list[tuple[str, ...]] = [
-    ("lazyimg.errors", "lazyimg.testing", "lazyimg._rangeserver"),
+    ("lazyimg.errors", "lazyimg.testing", "lazyimg._rangeserver", "lazyimg._daskconf"),
     ("lazyimg._plan",),  # pure: chunks, index algebra, read plans
     ("lazyimg._io",),  # what a file is, its axes, and its bytes (local, gzip)
     ("lazyimg._graph",),  # dask graphs

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lazyimg._daskconf import chunk_limit
 from lazyimg._plan.index import Selection, view_chunks
 from lazyimg.errors import DimensionError
 
@@ -112,14 +113,6 @@ def view_read_chunks(sel: Selection, source_chunks: Chunks, itemsize: int) -> Ch
     """
     limit = math.prod(max(c) if c else 0 for c in source_chunks) * itemsize
     return coalesce(view_chunks(sel, source_chunks), itemsize, max(limit, itemsize))
-
-
-def chunk_limit() -> int:
-    """dask's ``array.chunk-size`` setting, in bytes."""
-    import dask  # dask's configuration only (~0.1 s), not dask.array
-    from dask.utils import parse_bytes
-
-    return int(parse_bytes(dask.config.get("array.chunk-size")))
 
 
 def parse_chunks(
