@@ -32,6 +32,7 @@ from nibabel.tripwire import TripWireError
 
 from lazyimg._io.gzhead import open_nii_gz
 from lazyimg._io.identity import FileId, check_readable, files_of, unreadable
+from lazyimg._io.mghead import open_mgz
 from lazyimg._io.scaling import Scaling, raw_scaling
 from lazyimg.errors import (
     CorruptImageError,
@@ -111,7 +112,7 @@ def open_nibabel(path: str | os.PathLike[str]) -> Any:
     for name in files_of(p):  # before nibabel: indexed_gzip crashes on an unreadable file
         check_readable(name)
     try:
-        img = open_nii_gz(p) or nib.load(p)
+        img = open_nii_gz(p) or open_mgz(p) or nib.load(p)
     except nib.filebasedimages.ImageFileError as err:
         _raise_if_damaged_stream(p)
         tried = ", ".join(sorted({c.__name__ for c in nib.imageclasses.all_image_classes}))

@@ -24,10 +24,11 @@ from nibabel.arrayproxy import ArrayProxy
 from nibabel.fileholders import FileHolder
 
 from lazyimg._io.formats import Source, raw_source
+from lazyimg._io.mghead import header_of, image_of
 from lazyimg._io.remote import Options, RemoteId, redact
 from lazyimg._io.remote_file import RemoteFile
 from lazyimg._io.remote_fs import filesystem, stat
-from lazyimg.errors import CorruptImageError, NotAnImageError
+from lazyimg.errors import CorruptImageError, LazyImgError, NotAnImageError
 
 __all__ = ["open_remote"]
 
@@ -82,13 +83,24 @@ def open_remote(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, 
 
 
 def _open_mgh(rid: RemoteId, src: RemoteFile, head: _Prefix, gz: bool) -> tuple[Any, Source]:
-    data = bytearray(head.get(_MGH_HEADER))
-    hdr = nib.freesurfer.mghformat.MGHHeader.from_fileobj(io.BytesIO(bytes(data)), check=False)
-    footer_at = int(hdr.get_footer_offset())
-    if not gz and rid.size > footer_at:  # the footer (TR, flip angle, ...) sits behind the data
-        footer = src.pread(rid.size - footer_at, footer_at)
-        data += b"\0" * (footer_at - len(data)) + footer
-    img = _from_bytes(nib.MGHImage, rid.name, {"image": bytes(data)})
+    """The footer (TR, flip angle, ...) sits behind the data: one more range for ``.mgh``;
+    for ``.mgz`` the saved seek index, else one streamed pass that builds it (mghead)."""
+    try:
+        if gz:
+            hdr = header_of(rid)
+        else:
+            klass = nib.MGHImage.header_class  # as its from_fileobj: fields, then the footer
+            data = head.get(_MGH_HEADER)[: klass._hdrdtype.itemsize]
+            footer_at = int(klass(data, check=False).get_footer_offset())
+            hdr = klass(data + src.pread(klass._ftrdtype.itemsize, footer_at))
+    except LazyImgError:
+        raise
+    except Exception as err:
+        raise CorruptImageError(
+            f"{rid.name}: nibabel could not read the header ({type(err).__name__}: {err}). "
+            "The object is damaged or not what its suffix says."
+        ) from None
+    img = image_of(hdr)
     return img, _source(img, rid, (), "gzip" if gz else None, rid.name)
 
 

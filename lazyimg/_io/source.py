@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterable
 from typing import Any, BinaryIO, Protocol
 
-from lazyimg._io.formats import FileId
+from lazyimg._io.identity import FileId
 from lazyimg._io.remote import RemoteId
 from lazyimg._plan.reads import READ_OVERHEAD_BYTES
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 
-from lazyimg._io.formats import FileId
 from lazyimg._io.gzip.index import GzipIndex, save
 from lazyimg._io.gzip.reader import GzipReader
-from lazyimg.errors import CorruptImageError
+from lazyimg._io.identity import FileId
 
 __all__ = ["build_index"]
 
@@ -55,13 +54,8 @@ def build_index(path: str | os.PathLike[str], *, where: str | None = None) -> Gz
     reader = GzipReader(fid, data_end=0)
     reader._save_to = where
     try:
-        if reader.index is None:
-            with reader._lock:
-                reader._finish(limit=False)
-        elif where is not None:
+        if reader.index is not None and where is not None:
             save(fid, reader.index, where)
-        if reader.index is None:  # pragma: no cover - a library exported no index
-            raise CorruptImageError(f"{fid.path}: the gzip stream could not be indexed.")
-        return reader.index
+        return reader.complete()
     finally:
         reader.close()

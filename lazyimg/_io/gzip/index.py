@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyimg._io.formats import FileId
+from lazyimg._io.identity import FileId
 
 __all__ = ["GzipIndex", "cache_dir", "keep", "lookup", "save"]
 

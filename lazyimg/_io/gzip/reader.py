@@ -68,7 +68,6 @@ from typing import Any
 
 import numpy as np
 
-from lazyimg._io.formats import FileId
 from lazyimg._io.gzip.check import FINISH_BYTES, decompressed_length
 from lazyimg._io.gzip.index import GzipIndex, keep, lookup
 from lazyimg._io.gzip.inflate import (
@@ -89,6 +88,7 @@ from lazyimg._io.gzip.stream import (
     _merge,
     _open_builder,
 )
+from lazyimg._io.identity import FileId
 from lazyimg._io.source import LocalFile, open_source
 from lazyimg.errors import CorruptImageError
 
@@ -166,6 +166,16 @@ class GzipReader:
             f.exception()
         for f in futures:
             f.result()
+
+    def complete(self) -> GzipIndex:
+        """The index, decoding the whole stream first (checked against its trailer) if cold."""
+        if self.index is None:
+            with self._lock:
+                if self.index is None:
+                    self._finish(limit=False)
+        if self.index is None:  # pragma: no cover - a library exported no index
+            raise CorruptImageError(f"{self.path}: the gzip stream could not be indexed.")
+        return self.index
 
     def _check_size(self, index: GzipIndex, end: int) -> None:
         if end > index.uncompressed_size:
