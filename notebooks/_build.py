@@ -63,7 +63,10 @@ print("one volume:", vol.shape, vol.dtype, f"{n.bytes:,} bytes read (uncompresse
 series = img.data[10, 12, 8, :]
 series"""),
     new_code_cell("""series.compute()[:10]"""),
-    new_markdown_cell("`img.slicer` slices like nibabel's and updates the affine; it stays lazy."),
+    new_markdown_cell(
+        "`img.slicer` takes numpy's indices and keeps the affine right (negative steps too); "
+        "it stays lazy."
+    ),
     new_code_cell("""crop = img.slicer[8:24, 8:24, :, ::2]
 crop.shape, crop.affine[:3, 3]"""),
     new_markdown_cell(
@@ -105,12 +108,12 @@ BIGGER = [
         + """
 import psutil
 proc = psutil.Process()
-def rss_mb():
-    return proc.memory_info().rss / 1e6
+def rss_mib():
+    return proc.memory_info().rss / 2**20
 
 shape = (32, 32, 16, 60) if SMALL else (96, 96, 64, 400)
 path = write_fmri(workdir / "bold.nii", shape)
-print(f"{path.stat().st_size / 1e6:.0f} MB on disk; process RSS {rss_mb():.0f} MB")"""
+print(f"{path.stat().st_size / 2**20:.0f} MiB on disk; process RSS {rss_mib():.0f} MiB")"""
     ),
     new_markdown_cell(
         "Open it as float32 (half the memory of nibabel's float64), in chunks of at most "
@@ -130,15 +133,15 @@ img"""),
 x = img.data
 mean, std = x.mean(-1), x.std(-1)
 tsnr = mean / dask.array.where(std > 0, std, np.inf)
-baseline = rss_mb()
+baseline = rss_mib()
 with ProgressBar(), ResourceProfiler(dt=0.05) as prof:
     mean_v, std_v, tsnr_v = dask.compute(mean, std, tsnr)
-extra = max(r.mem for r in prof.results) - baseline
-image_mb = img.nbytes / 1e6
-print(f"image: {image_mb:.0f} MB as float32, in {x.numblocks[-1]} chunks")
-print(f"memory above the {baseline:.0f} MB held before: peak +{extra:.0f} MB "
-      f"({extra / image_mb:.0%} of the image); get_fdata() would allocate "
-      f"{2 * image_mb:.0f} MB for its float64 copy alone")"""),
+extra = max(r.mem for r in prof.results) * 1e6 / 2**20 - baseline  # the profiler counts MB
+image_mib = img.nbytes / 2**20
+print(f"image: {image_mib:.0f} MiB as float32, in {x.numblocks[-1]} chunks")
+print(f"memory above the {baseline:.0f} MiB held before: peak +{extra:.0f} MiB "
+      f"({extra / image_mib:.0%} of the image); get_fdata() would allocate "
+      f"{2 * image_mib:.0f} MiB for its float64 copy alone")"""),
     new_markdown_cell(
         "Where the extra memory goes: each chunk is read, reduced to per-voxel partial sums "
         "(float64, one volume's size each for every statistic) and dropped, and dask combines "
@@ -154,8 +157,8 @@ print(f"memory above the {baseline:.0f} MB held before: peak +{extra:.0f} MB "
     new_code_cell("""c = [n // 2 for n in shape[:3]]
 with lazyimg.count_bytes() as n:
     roi = img.data[c[0]-2:c[0]+2, c[1]-2:c[1]+2, c[2], :].mean(axis=(0, 1)).compute()
-print(f"ROI series of {roi.size} time points: {n.bytes / 1e6:.2f} MB read "
-      f"of {path.stat().st_size / 1e6:.0f} MB")"""),
+print(f"ROI series of {roi.size} time points: {n.bytes / 2**20:.2f} MiB read "
+      f"of {path.stat().st_size / 2**20:.0f} MiB")"""),
     new_code_cell("""%matplotlib inline
 import matplotlib.pyplot as plt
 
@@ -173,7 +176,8 @@ fig.tight_layout()"""),
 DISTRIBUTED = [
     new_markdown_cell(
         "# lazyimg on a dask cluster: group tSNR\n\n"
-        "lazyimg's graphs carry only file paths and identities (size, mtime), never open files, "
+        "lazyimg's graphs carry only file paths and identities (size, mtime, inode and ctime; "
+        "for objects in a store, size and ETag), never open files, "
         "so the same lazy arrays run unchanged on `dask.distributed` workers: each worker opens "
         "the files itself and keeps them in a small per-process cache.\n\n"
         "This notebook generates a few small fMRI-like runs, starts a `LocalCluster` with two "
