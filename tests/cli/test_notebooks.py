@@ -17,6 +17,6 @@ def test_notebook_runs(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         if cell.cell_type == "code"
         for out in cell.outputs
     )
-    assert "bytes read" in text or "MB read" in text
+    assert "bytes read" in text or "MiB read" in text
     if name.startswith("02"):
         assert "100% Completed" in text and "memory above" in text
