@@ -121,107 +121,24 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
     """Stream reduction `op` of `path` over `axis` into the NIfTI file `output`.
 
     The input is read slab by slab along its slowest axis on disk (a few MiB at
-    a time, with float64 running sums) and the small result is written through
-    a temporary file and a rename: no dask graph, so neither ``dask.array`` nor
-    its thread pool is started, and memory stays near one slab plus the result.
+    a time, the next slab while this one is reduced, with float64 running sums;
+    see :mod:`lazyimg._reduce`) and the small result is written through a
+    temporary file and a rename: no dask, and memory stays near two slabs plus
+    the result.
     """
     import lazyimg
     from lazyimg._io.axes import array_axes
+    from lazyimg._reduce import stream_reduce, write_small
 
     img = lazyimg.load(path, dtype="float32" if op in ("mean", "std", "tsnr") else None)
     kinds = array_axes(img.nibabel_image, img.ndim, path)
     ax = _parse_axis(axis, img, kinds.time, path)
     # NIfTI order (space, time, rest), so a 4D MINC (time first) is written right; a reduced
     # spatial axis is kept with length 1, so the affine still places every remaining voxel
-    result = _stream_reduce(img, op, ax, progress).transpose(kinds.perm)
+    result = stream_reduce(img, op, ax, progress).transpose(kinds.perm)
     if ax not in kinds.spatial:
         result = result.squeeze(axis=kinds.perm.index(ax))
-    _write_small(result, img, output)
-
-
-#: Bytes of input read per step of ``reduce``.
-_SLAB_BYTES = 8 << 20
-
-
-def _stream_reduce(img: Any, op: str, ax: int, progress: bool) -> Any:
-    """`op` of `img` over axis `ax` (kept with length 1), reading one slab at a time."""
-    import numpy as np
-
-    slow = img.ndim - 1 if img.disk_order == "F" else 0
-    n = img.shape[slow]
-    per = max(1, _SLAB_BYTES // max(1, img.nbytes // max(n, 1)))
-    acc: Any = None
-    parts = []
-    for start in range(0, n, per):
-        index = [slice(None)] * img.ndim
-        index[slow] = slice(start, min(n, start + per))
-        x = img.slicecopy[tuple(index)]
-        if ax == slow:
-            acc = _accumulate(op, x, ax, acc)
-        else:  # each slab reduces by itself; the results line up along the slow axis
-            parts.append(_finish(op, _accumulate(op, x, ax, None)))
-        if progress and n > per:
-            print(f"\rreduce: {min(n, start + per)}/{n}", end="", file=sys.stderr)
-    if progress and n > per:
-        print(file=sys.stderr)
-    return _finish(op, acc) if ax == slow else np.concatenate(parts, axis=slow)
-
-
-def _accumulate(op: str, x: Any, ax: int, acc: Any) -> Any:
-    """Running state of `op` over axis `ax`: extremes, or (count, shift, sum, sum of squares)."""
-    import numpy as np
-
-    if op in ("min", "max"):
-        part = getattr(x, op)(axis=ax, keepdims=True)
-        return part if acc is None else getattr(np, op + "imum")(acc, part)
-    if acc is None:  # sums of x - shift: no cancellation when the mean is far from zero
-        shift = np.take(x, [0], axis=ax)
-        zeros = np.zeros(shift.shape, np.float64)
-        acc = [0, shift, zeros, zeros.copy()]
-    d = np.subtract(x, acc[1], out=x)  # in the input's dtype; summed in float64
-    acc[0] += x.shape[ax]
-    acc[2] += d.sum(axis=ax, keepdims=True, dtype=np.float64)
-    acc[3] += np.square(d, out=d).sum(axis=ax, keepdims=True, dtype=np.float64)
-    return acc
-
-
-def _finish(op: str, acc: Any) -> Any:
-    import numpy as np
-
-    if op in ("min", "max"):
-        return acc
-    count, shift, s1, s2 = acc
-    mean = s1 / count
-    std = np.sqrt(np.maximum(s2 / count - mean * mean, 0))
-    if op == "mean":
-        return (mean + shift).astype(np.float32)
-    if op == "std":
-        return std.astype(np.float32)
-    tsnr = np.divide(mean + shift, std, out=np.zeros_like(std), where=std > 0)
-    return tsnr.astype(np.float32)
-
-
-def _write_small(result: Any, img: Any, output: str) -> None:
-    """Write an in-memory result as NIfTI-1 through a temporary file and a rename."""
-    import nibabel as nib
-
-    header = img.header if isinstance(img.header, nib.Nifti1Header) else None
-    out = nib.Nifti1Image(result, img.affine, header.copy() if header is not None else None)
-    out.header.set_data_dtype(result.dtype)
-    out.header.set_slope_inter(1.0, 0.0)
-    if header is not None:
-        out.header.set_xyzt_units(*header.get_xyzt_units())
-    suffix = next((x for x in (".nii.gz", ".nii") if output.lower().endswith(x)), None)
-    if suffix is None:
-        raise ValueError(f"-o {output}: reduce writes NIfTI; name the output .nii or .nii.gz")
-    folder, base = os.path.split(os.path.abspath(output))
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{suffix}")
-    try:
-        nib.save(out, tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_small(result, img, output)
 
 
 def _parse_axis(axis: str, img: Any, time: int | None, path: str) -> int:

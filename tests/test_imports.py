@@ -117,7 +117,7 @@ def test_reduce_streams_without_dask_array(tmp_path: Path) -> None:
     path = write_fmri(tmp_path / "f.nii.gz", shape=(6, 5, 4, 9))
     code = (
         "import lazyimg.cli as c\n"
-        "c._SLAB_BYTES = 6 * 5 * 4 * 4 * 2  # two volumes per step: several slabs\n"
+        "import lazyimg._reduce as r; r.SLAB_BYTES = 6 * 5 * 4 * 4 * 2  # two volumes per step: several slabs\n"
         f"c.reduce_file({str(path)!r}, 'tsnr', 'time', {str(tmp_path / 't.nii')!r}, False)\n"
         f"c.reduce_file({str(path)!r}, 'max', '1', {str(tmp_path / 'm.nii.gz')!r}, False)\n"
     )

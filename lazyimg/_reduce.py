@@ -1,0 +1,128 @@
+"""Streaming reductions of one image over one axis, for ``lazyimg reduce``: no dask.
+
+The image is read slab by slab along its slowest axis on disk through
+``slicecopy`` (lazyimg's own read plans; a cold ``.nii.gz`` is decoded once,
+in order), the next slab in a second thread while this one is reduced (numpy
+and the decoders release the GIL), so memory stays near two slabs plus the
+result. Mean, standard deviation and tSNR keep float64 running sums of
+``x - shift`` and of its square, the shift being the first value along the
+axis: no cancellation when the mean is far from zero.
+
+Each slab is reduced with its slowest axis first (a transposed view of a
+Fortran-ordered slab is C-contiguous): numpy's broadcasts and reductions over
+an array's last-varying axis in Fortran order run an order of magnitude
+slower (a 16-volume 64x64x32 slab: 18 ms against 1.5 ms to subtract the shift).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+#: Bytes of input read per step.
+SLAB_BYTES = 8 << 20
+
+
+def stream_reduce(img: Any, op: str, ax: int, progress: bool = False) -> np.ndarray:
+    """`op` of LazyImage `img` over axis `ax`, kept with length 1; reads one slab at a time.
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib, lazyimg
+    >>> arr = np.arange(24, dtype="int16").reshape(2, 3, 4)
+    >>> img = lazyimg.load(nib.Nifti1Image(arr, np.eye(4)))
+    >>> stream_reduce(img, "max", 2)[..., 0].tolist()
+    [[3, 7, 11], [15, 19, 23]]
+    """
+    slow = img.ndim - 1 if img.disk_order == "F" else 0
+    flip = slow != 0  # work on transposed views: the slow axis first, C-contiguous
+    axis = img.ndim - 1 - ax if flip else ax
+    n = img.shape[slow]
+    per = max(1, SLAB_BYTES // max(1, img.nbytes // max(n, 1)))
+    starts = range(0, n, per)
+
+    def slab(start: int) -> np.ndarray:
+        index = [slice(None)] * img.ndim
+        index[slow] = slice(start, min(n, start + per))
+        x = img.slicecopy[tuple(index)]
+        return x.T if flip else x
+
+    acc: Any = None
+    parts = []
+    with ThreadPoolExecutor(1, thread_name_prefix="lazyimg-reduce") as pool:
+        pending = pool.submit(slab, starts[0])
+        for i, start in enumerate(starts):
+            x = pending.result()
+            if i + 1 < len(starts):
+                pending = pool.submit(slab, starts[i + 1])
+            if axis == 0:  # along the slow axis: one running state over all slabs
+                acc = _accumulate(op, x, axis, acc)
+            else:  # each slab reduces by itself; the results line up along the slow axis
+                parts.append(_finish(op, _accumulate(op, x, axis, None)))
+            if progress and n > per:
+                print(f"\rreduce: {min(n, start + per)}/{n}", end="", file=sys.stderr)
+    if progress and n > per:
+        print(file=sys.stderr)
+    out = _finish(op, acc) if axis == 0 else np.concatenate(parts, axis=0)
+    return out.T if flip else out
+
+
+def _accumulate(op: str, x: np.ndarray, ax: int, acc: Any) -> Any:
+    """Running state of `op` over axis `ax`: extremes, or (count, shift, sum, sum of squares).
+
+    A mean needs no shift (a float64 sum of the values is as exact) and no squares.
+    """
+    if op in ("min", "max"):
+        part = getattr(x, op)(axis=ax, keepdims=True)
+        return part if acc is None else getattr(np, op + "imum")(acc, part)
+    if acc is None:
+        shift = np.take(x, [0], axis=ax) if op != "mean" else np.zeros((), x.dtype)
+        zeros = np.zeros(np.take(x, [0], axis=ax).shape, np.float64)
+        acc = [0, shift, zeros, zeros.copy()]
+    d = x if op == "mean" else np.subtract(x, acc[1], out=x)  # in the input's dtype
+    acc[0] += x.shape[ax]
+    acc[2] += d.sum(axis=ax, keepdims=True, dtype=np.float64)
+    if op != "mean":
+        acc[3] += np.square(d, out=d).sum(axis=ax, keepdims=True, dtype=np.float64)
+    return acc
+
+
+def _finish(op: str, acc: Any) -> np.ndarray:
+    if op in ("min", "max"):
+        return np.asarray(acc)
+    count, shift, s1, s2 = acc
+    mean = s1 / count
+    if op == "mean":
+        return (mean + shift).astype(np.float32)
+    std = np.sqrt(np.maximum(s2 / count - mean * mean, 0))
+    if op == "std":
+        return std.astype(np.float32)
+    tsnr = np.divide(mean + shift, std, out=np.zeros_like(std), where=std > 0)
+    return tsnr.astype(np.float32)
+
+
+def write_small(result: np.ndarray, img: Any, output: str) -> None:
+    """Write an in-memory result as NIfTI-1 through a temporary file and a rename."""
+    import nibabel as nib
+
+    header = img.header if isinstance(img.header, nib.Nifti1Header) else None
+    out = nib.Nifti1Image(result, img.affine, header.copy() if header is not None else None)
+    out.header.set_data_dtype(result.dtype)
+    out.header.set_slope_inter(1.0, 0.0)
+    if header is not None:
+        out.header.set_xyzt_units(*header.get_xyzt_units())
+    suffix = next((x for x in (".nii.gz", ".nii") if output.lower().endswith(x)), None)
+    if suffix is None:
+        raise ValueError(f"-o {output}: reduce writes NIfTI; name the output .nii or .nii.gz")
+    folder, base = os.path.split(os.path.abspath(output))
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{suffix}")
+    try:
+        nib.save(out, tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,98 @@
+"""``lazyimg reduce`` streams slab by slab (no dask) and gives what the dask path and nibabel give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from test_minc_generated import SHAPE as MINC_SHAPE
+from test_minc_generated import write_minc2
+
+import lazyimg
+import lazyimg._reduce as red
+from lazyimg.cli import reduce_file
+from lazyimg.testing import fmri_like
+
+OPS = ["mean", "std", "tsnr", "min", "max"]
+
+
+def _expected(data: np.ndarray, op: str, axis: int) -> np.ndarray:
+    data = data.astype(np.float64)
+    if op != "tsnr":
+        return getattr(data, op)(axis=axis)
+    mean, std = data.mean(axis), data.std(axis)
+    return np.divide(mean, std, out=np.zeros_like(mean), where=std > 0)
+
+
+def _dask(img: lazyimg.LazyImage, op: str, axis: int) -> np.ndarray:
+    x = img.data.astype(np.float64)
+    if op != "tsnr":
+        return np.asarray(getattr(x, op)(axis=axis).compute())
+    mean, std = (v.compute() for v in (x.mean(axis), x.std(axis)))
+    return np.divide(mean, std, out=np.zeros_like(mean), where=std > 0)
+
+
+@pytest.fixture(params=[".nii", ".nii.gz", "scaled.nii.gz", "offset.nii"])
+def image(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    kind = request.param
+    data = fmri_like((7, 6, 5, 23), "int16", 1)
+    if kind == "offset.nii":  # values far from zero with a small spread: no cancellation
+        data = (data - data.mean() + 30000).astype(np.int16)
+    img = nib.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0]))
+    if kind.startswith("scaled"):
+        img.header.set_slope_inter(0.37, -12.5)
+    path = tmp_path / ("bold" + kind[kind.index(".") :])
+    nib.save(img, path)
+    return path
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("axis", ["time", "0", "2"])
+def test_several_slabs_match_nibabel_and_dask(
+    image: Path, tmp_path: Path, op: str, axis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(red, "SLAB_BYTES", 7 * 6 * 5 * 4 * 3)  # 3 volumes a step: 8 slabs
+    out = tmp_path / "out.nii.gz"
+    reduce_file(str(image), op, axis, str(out), progress=False)
+    ax = 3 if axis == "time" else int(axis)
+    values = np.asarray(nib.load(image).dataobj)  # scaled, as get_fdata
+    want = _expected(values, op, ax)
+    got = np.asarray(nib.load(out).dataobj)
+    if ax != 3:  # a reduced spatial axis stays, one voxel thick
+        want = np.expand_dims(want, ax)
+    assert got.shape == want.shape
+    assert got.dtype == (values.dtype if op in ("min", "max") else np.float32)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+    via_dask = _dask(lazyimg.load(image), op, ax)
+    np.testing.assert_allclose(got, via_dask.reshape(got.shape), rtol=2e-6, atol=1e-4)
+
+
+def test_minc_time_first_in_several_slabs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = np.random.default_rng(3).random(MINC_SHAPE, dtype=np.float32)
+    path = write_minc2(tmp_path / "bold.mnc", data)
+    values = np.asarray(nib.load(path).dataobj)  # per-slice scaling applied
+    monkeypatch.setattr(red, "SLAB_BYTES", int(np.prod(MINC_SHAPE[1:])) * 4 * 2)
+    for op in ("tsnr", "max"):
+        out = tmp_path / f"{op}.nii"
+        reduce_file(str(path), op, "time", str(out), progress=False)
+        want = _expected(values, op, 0)  # space first, as the array stores it
+        np.testing.assert_allclose(np.asarray(nib.load(out).dataobj), want, rtol=1e-5)
+
+
+def test_progress_line_for_several_slabs(
+    image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(red, "SLAB_BYTES", 7 * 6 * 5 * 4 * 10)
+    reduce_file(str(image), "mean", "time", str(tmp_path / "m.nii"), progress=True)
+    err = capsys.readouterr().err
+    assert "reduce: 10/23" in err and err.rstrip().endswith("reduce: 23/23")
+
+
+def test_one_slab_reads_the_image_once(tmp_path: Path) -> None:
+    path = tmp_path / "bold.nii"
+    nib.save(nib.Nifti1Image(fmri_like((6, 5, 4, 9), "int16", 0), np.eye(4)), path)
+    with lazyimg.count_bytes() as counted:
+        reduce_file(str(path), "tsnr", "time", str(tmp_path / "t.nii"), progress=False)
+    assert counted.bytes == 6 * 5 * 4 * 9 * 2
