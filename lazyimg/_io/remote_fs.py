@@ -28,7 +28,12 @@ from lazyimg._io.remote import (
     redact,
     scrub,
 )
-from lazyimg.errors import FileChangedError, ImageNotFoundError, LazyImgError
+from lazyimg.errors import (
+    FileChangedError,
+    ImageNotFoundError,
+    LazyImgError,
+    MissingDependencyError,
+)
 
 
 def filesystem(url: str, options: Options) -> tuple[Any, str]:
@@ -36,7 +41,7 @@ def filesystem(url: str, options: Options) -> tuple[Any, str]:
     try:
         import fsspec.core
     except ImportError:  # pragma: no cover - fsspec comes with dask
-        raise LazyImgError(
+        raise MissingDependencyError(
             f"{redact(url)}: reading URLs needs fsspec (pip install fsspec)."
         ) from None
     try:
@@ -47,7 +52,7 @@ def filesystem(url: str, options: Options) -> tuple[Any, str]:
         hint = (
             f'pip install "lazyimg[{extra}]"' if extra else "install the fsspec filesystem for it"
         )
-        raise LazyImgError(
+        raise MissingDependencyError(
             f"{redact(url)}: no filesystem for {proto}:// URLs is installed; {hint}."
         ) from None
     except ValueError as err:
