@@ -10,9 +10,8 @@ planned by :func:`~lazyimg._io.remote.plan_requests` and fetched together with
 
 from __future__ import annotations
 
-import io
+import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -21,15 +20,12 @@ import numpy as np
 from lazyimg._io import remote as _remote
 from lazyimg._io import remote_fs as _fs
 from lazyimg._io.remote import RemoteId, plan_requests
-from lazyimg._io.remote_fs import transient, translate
+from lazyimg._io.remote_fs import conditional, confirmed, transient, translate
+from lazyimg._io.remote_http import direct_reader
+from lazyimg._io.remote_stream import STREAM_BLOCK, RemoteStream, Spill
 from lazyimg.errors import CorruptImageError, LazyImgError
 
 __all__ = ["RemoteFile"]
-
-#: Block size of the sequential stream (one request per block, read ahead).
-STREAM_BLOCK = 8 * 2**20
-#: Blocks a stream keeps (a decoder may step back a little).
-STREAM_KEEP = 3
 
 
 class RangeNotSupportedError(LazyImgError, OSError):
@@ -46,29 +42,37 @@ class RemoteFile:
     def __init__(self, rid: RemoteId) -> None:
         self.rid, self.name, self.size = rid, rid.name, rid.size
         self.fs, self.fspath = _fs._fs_of(rid)
-        http = _remote.protocol(rid.url) in ("http", "https")
-        etag = (rid.version or "").partition("=")[2] if rid.version else ""
-        self._kwargs: dict[str, Any] = (
-            {"headers": {"If-Match": f'"{etag}"'}}
-            if http and rid.version and rid.version.startswith("ETag=")
-            else {}
-        )
+        self._kwargs = conditional(rid)
+        self._direct = direct_reader(self.fs)
+        self._spill: Spill | None = None
+        self._spill_lock = threading.Lock()
 
     def fetch(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """The bytes of each ``(start, end)``, fetched concurrently, retried if transient."""
-        out: list[bytes | None] = [None] * len(ranges)
-        todo = [i for i, (s, e) in enumerate(ranges) if e > s]
-        for i, (s, e) in enumerate(ranges):
-            if e <= s:
-                out[i] = b""
-            elif e > self.size:
+        self._bounds(ranges)
+        out: list[bytes] = [b""] * len(ranges)
+
+        def put(i: int, value: Any) -> None:
+            out[i] = self._checked(value, *ranges[i])
+
+        self._attempts([i for i, (s, e) in enumerate(ranges) if e > s], self._cat, ranges, put)
+        return out
+
+    def _bounds(self, ranges: list[tuple[int, int]]) -> None:
+        for _s, e in ranges:
+            if e > self.size:
                 raise CorruptImageError(
                     f"{self.name}: the object has {self.size} bytes but bytes up to {e} are "
                     "needed. It is truncated or the header is wrong."
                 )
+
+    def _attempts(
+        self, todo: list[int], send: Any, ranges: list[tuple[int, int]], put: Any
+    ) -> None:
+        """``send(todo, ranges)`` until every answer is good (``put``), retrying transients."""
         pause = _remote.BACKOFF_S
         for attempt in range(_remote.RETRIES + 1):
-            got = self._cat(todo, ranges)
+            got = send(todo, ranges) if todo else []
             failed: list[int] = []
             for i, value in zip(todo, got, strict=True):
                 if isinstance(value, BaseException):
@@ -76,19 +80,16 @@ class RemoteFile:
                         failed.append(i)
                         continue
                     raise translate(value, self.rid.url, self.rid.options, "read it") from None
-                out[i] = self._checked(value, *ranges[i])
+                put(i, value)
             if not failed:
-                break
+                if self._kwargs and got:  # a conditional request answered: still the same object
+                    confirmed(self.rid)
+                return
             todo = failed
             time.sleep(pause)
             pause *= 2
-        else:  # pragma: no cover - the loop raises or breaks
-            raise AssertionError
-        return [b if b is not None else b"" for b in out]
 
     def _cat(self, todo: list[int], ranges: list[tuple[int, int]]) -> list[Any]:
-        if not todo:
-            return []
         starts = [ranges[i][0] for i in todo]
         ends = [ranges[i][1] for i in todo]
         try:
@@ -101,9 +102,13 @@ class RemoteFile:
         return list(got)
 
     def _checked(self, data: bytes, start: int, end: int) -> bytes:
-        if len(data) == end - start:
-            return data
-        if len(data) == self.size and (start, end) != (0, self.size):
+        self._check_length(len(data), start, end)
+        return data
+
+    def _check_length(self, n: int, start: int, end: int) -> None:
+        if n == end - start:
+            return
+        if n == self.size and (start, end) != (0, self.size):
             raise RangeNotSupportedError(
                 f"{self.name}: the server ignored a range request and sent the whole object "
                 f"({self.size} bytes). lazyimg reads remote images by range; serve the file "
@@ -111,7 +116,7 @@ class RemoteFile:
                 "local file."
             )
         raise CorruptImageError(
-            f"{self.name}: asked for bytes {start}-{end - 1} and got {len(data)} bytes. The "
+            f"{self.name}: asked for bytes {start}-{end - 1} and got {n} bytes. The "
             "object is shorter than its header says, or it changed; load it again."
         )
 
@@ -120,78 +125,84 @@ class RemoteFile:
         plan = plan_requests(runs)
         if not plan:
             return
-        blobs = self.fetch([(lo, hi) for lo, hi, _ in plan])
+        ranges = [(lo, hi) for lo, hi, _ in plan]
         dest = np.frombuffer(buf, np.uint8)
+        blobs: list[Any]
+        if self._direct is None:
+            blobs = self.fetch(ranges)
+        else:  # a request for one run lands in place; others in a scratch buffer
+            self._bounds(ranges)
+            flat = dest.data
+            blobs = [
+                flat[m[0][1] : m[0][1] + m[0][2]] if len(m) == 1 else memoryview(bytearray(hi - lo))
+                for lo, hi, m in plan
+            ]
+            self._attempts(
+                list(range(len(plan))),
+                self._sender(blobs),
+                ranges,
+                lambda i, n: self._check_length(n, *ranges[i]),
+            )
         for (lo, _hi, members), blob in zip(plan, blobs, strict=True):
+            if len(members) == 1 and self._direct is not None:
+                continue
             src = np.frombuffer(blob, np.uint8)
             for start, at, n in members:
                 dest[at : at + n] = src[start - lo : start - lo + n]
+
+    def _sender(self, targets: list[memoryview]) -> Any:
+        """What :meth:`_attempts` calls to send requests whose bodies land in `targets`."""
+
+        def send(todo: list[int], ranges: list[tuple[int, int]]) -> list[Any]:
+            wanted = [ranges[i] for i in todo]
+            got = self._direct(self.fspath, self._kwargs, wanted, [targets[i] for i in todo])
+            landed = [
+                min(g, hi - lo)
+                for g, (lo, hi) in zip(got, wanted, strict=True)
+                if isinstance(g, int)
+            ]
+            _remote._count(len(todo), sum(landed))
+            return got
+
+        return send
 
     def read_into(self, buf: memoryview, offset: int) -> None:
         self.read_runs(buf, [(offset, 0, len(buf))])
 
     def pread(self, n: int, offset: int) -> bytes:
         end = min(self.size, offset + n)
-        return self.fetch([(offset, end)])[0] if end > offset else b""
+        if end <= offset:
+            return b""
+        spill = self._spill
+        if spill is not None and spill.holds(offset, end):
+            return spill.pread(offset, end)
+        return self.fetch([(offset, end)])[0]
+
+    def block(self, k: int) -> bytes:
+        """Block `k` of :data:`~lazyimg._io.remote_stream.STREAM_BLOCK` bytes (kept if spilling)."""
+        spill = self._spill
+        lo = k * STREAM_BLOCK
+        hi = min(self.size, lo + STREAM_BLOCK)
+        if spill is not None and spill.holds(lo, hi):
+            return spill.pread(lo, hi)
+        data = self.fetch([(lo, hi)])[0] if hi > lo else b""
+        if spill is not None:
+            spill.put(k, lo, data)
+        return data
 
     def stream(self) -> BinaryIO:
-        """The object as a sequential file (large blocks, read ahead); the caller closes it."""
-        return _Stream(self)  # type: ignore[return-value]
+        """The object as a sequential file (large blocks, read ahead); the caller closes it.
+
+        The first stream starts keeping what it fetches in a :class:`Spill`, so
+        later reads of those bytes in this process (a decoder seeking back, reads
+        from the seek index that pass built) never fetch them again.
+        """
+        with self._spill_lock:
+            if self._spill is None:
+                self._spill = Spill.make(self.size)
+        return RemoteStream(self)  # type: ignore[return-value]
 
     def close(self) -> None:
-        pass
-
-
-class _Stream(io.RawIOBase):
-    """A read-only, seekable file over a :class:`RemoteFile`.
-
-    It fetches aligned blocks of :data:`STREAM_BLOCK` bytes and keeps the last
-    :data:`STREAM_KEEP`: a decoder that steps back a little (rapidgzip does, to
-    chunk boundaries) reads them again from memory, so one pass fetches each
-    byte of the object once.
-    """
-
-    def __init__(self, src: RemoteFile) -> None:
-        super().__init__()
-        self.src, self.pos = src, 0
-        self.blocks: OrderedDict[int, bytes] = OrderedDict()
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.src.size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def _block(self, k: int) -> bytes:
-        hit = self.blocks.get(k)
-        if hit is None:
-            hit = self.blocks[k] = self.src.pread(STREAM_BLOCK, k * STREAM_BLOCK)
-            while len(self.blocks) > STREAM_KEEP:
-                self.blocks.popitem(last=False)
-        self.blocks.move_to_end(k)
-        return hit
-
-    def readinto(self, b: Any) -> int:
-        out = memoryview(b).cast("B")
-        done = 0
-        while done < len(out) and self.pos < self.src.size:
-            k, lo = divmod(self.pos, STREAM_BLOCK)
-            piece = self._block(k)[lo : lo + len(out) - done]
-            if not piece:
-                break
-            out[done : done + len(piece)] = piece
-            self.pos += len(piece)
-            done += len(piece)
-        return done
-
-    def close(self) -> None:
-        self.blocks.clear()
-        super().close()
+        spill, self._spill = self._spill, None
+        if spill is not None:
+            spill.close()

@@ -72,6 +72,27 @@ def test_http_dask_mean_reads_each_byte_once(http: RangeServer) -> None:
     assert http.bytes_sent <= path.stat().st_size
 
 
+@pytest.mark.parametrize("honours", [True, False], ids=["if-match", "ignores-if-match"])
+def test_conditional_reads_replace_the_metadata_check(
+    http: RangeServer, tmp_path: Path, honours: bool
+) -> None:
+    """Reads carrying If-Match to a server that honours it need no HEAD after each task."""
+    path = _write(http.root, "bold.nii")
+    http.if_match = honours
+    img = lazyimg.load(http.url("bold.nii"), chunks={3: 10})
+    img.slicecopy[..., 0]  # the server is probed once per process
+    http.reset()
+    got = img.data.sum(axis=-1).compute()
+    assert np.array_equal(got, nib_array(path).sum(-1))
+    heads = [m for m, _, _ in http.log if m == "HEAD"]
+    assert len(heads) == (0 if honours else 3)  # else: one metadata check per task
+    # an object replaced after load is refused either way
+    other = _write(tmp_path, "other.nii", scaled=True)
+    shutil.copy(other, path)
+    with pytest.raises(FileChangedError):
+        img.slicecopy[..., 1]
+
+
 def test_s3_nii_values_and_requests(s3: dict, tmp_path: Path) -> None:
     path = _write(tmp_path, "bold.nii", scaled=True)
     url = s3["put"](path, "sub-01/func/bold.nii")
