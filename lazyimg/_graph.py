@@ -76,24 +76,37 @@ class DiskArray(da.Array):
     def compute(self, **kwargs: Any) -> Any:
         """dask's ``compute``, without importing ``distributed`` when no Client can exist.
 
-        With no scheduler chosen, dask imports ``distributed`` (~0.3 s) to look
-        for a Client. None can exist before ``distributed`` is imported, so the
-        array's own default is used directly: one chunk is read in the calling
-        thread (no graph optimisation, no pool), more go to dask's thread pool. Any Client, any
-        ``scheduler=`` and any configured scheduler are honoured as before.
+        See :func:`threaded_default`. One chunk is read in the calling thread (no
+        graph optimisation, no pool); more go to dask's thread pool.
         """
-        if (
-            "scheduler" not in kwargs
-            and "distributed" not in sys.modules
-            and dask.config.get("scheduler", None) is None
-        ):
+        chosen = threaded_default(kwargs)
+        if chosen is not kwargs:
             state = getattr(self, "_lazyimg", None)
             if state is not None and self.npartitions == 1 and not kwargs:
                 return _assemble_fresh(state[0](Block(state[1])))  # the one read task, inline
-            from dask.threaded import get
+        return super().compute(**chosen)
 
-            kwargs["scheduler"] = get
-        return super().compute(**kwargs)
+
+def threaded_default(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` for ``compute`` of an array or Delayed, naming dask's choice when it is certain.
+
+    With no scheduler chosen, dask imports ``distributed`` (~0.3-0.5 s) to look
+    for a Client, and finding none uses the collection's default, the threaded
+    scheduler for arrays and Delayed. No Client can exist before ``distributed``
+    is imported, so then the threaded scheduler is named directly (as a
+    callable, which dask runs without looking for a Client). Any Client, any
+    ``scheduler=`` and any configured scheduler get `kwargs` back unchanged.
+    """
+    if (
+        "scheduler" not in kwargs
+        and "distributed" not in sys.modules
+        and dask.config.get("scheduler", None) is None
+        and dask.config.get("get", None) is None
+    ):
+        from dask.threaded import get
+
+        return {**kwargs, "scheduler": get}
+    return kwargs
 
 
 def _assemble_fresh(results: Any) -> np.ndarray:

@@ -31,6 +31,7 @@ import nibabel as nib
 import numpy as np
 from dask.delayed import Delayed
 
+from lazyimg._graph import threaded_default
 from lazyimg._io.remote import is_url
 from lazyimg._plan.chunks import chunk_limit, disk_chunks
 from lazyimg._write.atomic import RegionWriter, SaveJob
@@ -60,8 +61,8 @@ class SaveDelayed(Delayed):
         self._job: SaveJob | None = None
 
     def compute(self, **kwargs: Any) -> Any:
-        try:
-            return super().compute(**kwargs)
+        try:  # no import of ``distributed`` when no Client can exist
+            return super().compute(**threaded_default(kwargs))
         except BaseException:
             if self._job is not None:
                 self._job.abort()
