@@ -144,3 +144,13 @@ def test_compute_without_a_client_does_not_import_distributed(tmp_path: Path) ->
     )
     seen = _modules_after(code, tmp_path)
     assert seen["dask.array"] and not seen["distributed"]
+
+
+def test_save_without_a_client_does_not_import_distributed(tmp_path: Path) -> None:
+    path = write_fmri(tmp_path / "f.nii", shape=(6, 5, 4, 8))
+    code = (
+        "import lazyimg\n"
+        f"img = lazyimg.load({str(path)!r}, chunks={{3: 3}})\n"
+        f"lazyimg.save(img.data.astype('float32'), {str(tmp_path / 'o.nii')!r}, affine=img.affine)\n"
+    )
+    assert not _modules_after(code, tmp_path)["distributed"]
