@@ -38,6 +38,8 @@ class RemoteFile:
     read_overhead = _remote.REQUEST_OVERHEAD_BYTES
     #: Compressed bytes one request fetches while inflating from a seek point.
     input_block = 4 * 2**20
+    #: Longest request when adjacent spans are fetched together.
+    part_bytes = _remote.PART_BYTES
 
     def __init__(self, rid: RemoteId) -> None:
         self.rid, self.name, self.size = rid, rid.name, rid.size
@@ -51,11 +53,18 @@ class RemoteFile:
         """The bytes of each ``(start, end)``, fetched concurrently, retried if transient."""
         self._bounds(ranges)
         out: list[bytes] = [b""] * len(ranges)
+        spill = self._spill
 
         def put(i: int, value: Any) -> None:
             out[i] = self._checked(value, *ranges[i])
 
-        self._attempts([i for i, (s, e) in enumerate(ranges) if e > s], self._cat, ranges, put)
+        todo = []
+        for i, (s, e) in enumerate(ranges):
+            if spill is not None and e > s and spill.holds(s, e):
+                out[i] = spill.pread(s, e)  # streamed earlier in this process
+            elif e > s:
+                todo.append(i)
+        self._attempts(todo, self._cat, ranges, put)
         return out
 
     def _bounds(self, ranges: list[tuple[int, int]]) -> None:
@@ -171,12 +180,7 @@ class RemoteFile:
 
     def pread(self, n: int, offset: int) -> bytes:
         end = min(self.size, offset + n)
-        if end <= offset:
-            return b""
-        spill = self._spill
-        if spill is not None and spill.holds(offset, end):
-            return spill.pread(offset, end)
-        return self.fetch([(offset, end)])[0]
+        return self.fetch([(offset, end)])[0] if end > offset else b""
 
     def block(self, k: int) -> bytes:
         """Block `k` of :data:`~lazyimg._io.remote_stream.STREAM_BLOCK` bytes (kept if spilling)."""

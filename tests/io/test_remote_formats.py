@@ -12,6 +12,7 @@ from remote_servers import http  # noqa: F401 - fixture
 
 import lazyimg
 from lazyimg._io import cache as _cache
+from lazyimg._io import remote as _remote
 from lazyimg._io.gzip import index as _gzindex
 from lazyimg._rangeserver import RangeServer
 from lazyimg.testing import fmri_like
@@ -74,6 +75,24 @@ def test_nii_gz_first_pass_downloads_the_object_once(http: RangeServer, order: s
     http.reset()  # a second pass in this process: no new download of what was kept
     assert_same(img.slicecopy[..., 25:35], want[..., 25:35])
     assert http.bytes_sent == 0
+
+
+def test_nii_gz_saved_index_voxel_series_moves_at_most_the_object(http: RangeServer) -> None:
+    """Each pass fetches exactly the gaps between seek points it inflates, merged, never twice."""
+    path = http.root / "bold.nii.gz"
+    nib.save(nib.Nifti1Image(fmri_like((64, 64, 32, 120)), np.eye(4)), path)
+    size = path.stat().st_size
+    want = nib_array(path)
+    _forget_indexes()
+    lazyimg.load(http.url("bold.nii.gz")).slicecopy[..., -1]  # builds and saves the index
+    _forget_indexes()
+    img = lazyimg.load(http.url("bold.nii.gz"))
+    http.reset()
+    assert_same(img.slicecopy[30, 20, 10, :], want[30, 20, 10, :])
+    assert http.bytes_sent <= size + _remote.REQUEST_OVERHEAD_BYTES, (http.bytes_sent, size)
+    http.reset()  # a few volumes: only the gaps between their seek points
+    assert_same(img.slicecopy[30, 20, 10, 50:54], want[30, 20, 10, 50:54])
+    assert http.bytes_sent < 0.5 * size
 
 
 def test_nii_gz_changed_object_does_not_reuse_index(http: RangeServer, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lazyimg._io.gzip.index import GzipIndex
+from lazyimg._io.gzip.spans import Prefetched, passes, segments, span
 from lazyimg.errors import CorruptImageError
 
 _inflate_lib: ModuleType
@@ -164,11 +165,10 @@ class _Pass:
         self, fd: Any, path: str, index: GzipIndex, point: int, end: int | None = None
     ) -> None:
         self.fd, self.path, self.size = fd, path, index.compressed_size
-        first = 0
-        if end is not None and hasattr(fd, "input_block"):  # remote: fetch about the span
-            ratio = index.compressed_size / max(1, index.uncompressed_size)
-            first = int((end - int(index.upos[point])) * ratio * 1.1) + 2**16
         cpos, bits = int(index.cpos[point]), int(index.bits[point])
+        first = 0
+        if end is not None and hasattr(fd, "input_block"):  # remote: exactly the span
+            first = span(index, point, end)[1] - cpos
         self.src = _Bits(fd, self.size, cpos, bits, first)
         self.inflater = _inflate_lib.decompressobj(-15, zdict=index.window(point))
         self.pos = int(index.upos[point])  # uncompressed offset of the next byte
@@ -218,13 +218,16 @@ def _inflate_runs(
     """
     done = 0
     p: _Pass | None = None
+    plan = passes(index, runs)
+    if hasattr(fd, "fetch"):  # a remote object: the passes' exact spans, fetched together
+        pieces = [seg for pt, g in plan for seg in segments(index, pt, g[-1][0] + g[-1][2])]
+        fd = Prefetched(fd, sorted(set(pieces)))
     try:
-        for start, at, n in runs:
-            point = index.point_before(start)
-            if p is None or int(index.upos[point]) > p.pos:
-                done += p.inflated if p is not None else 0
-                p = _Pass(fd, path, index, point, end=runs[-1][0] + runs[-1][2])
-            p.advance_into(buf[at : at + n], start)
+        for point, group in plan:
+            done += p.inflated if p is not None else 0
+            p = _Pass(fd, path, index, point, end=group[-1][0] + group[-1][2])
+            for start, at, n in group:
+                p.advance_into(buf[at : at + n], start)
     finally:
         _count(inflated=done + (p.inflated if p is not None else 0))
 
@@ -251,11 +254,13 @@ def _batches(
     ]
     target = max(PIECE_BYTES, sum(work) // (2 * workers))
     out: list[list[tuple[int, int, int]]] = [[]]
-    load = 0
+    load, last_point = 0, -1
     for run, w in zip(cut, work, strict=True):
-        if load >= target:
-            out.append([])
+        point = index.point_before(run[0])
+        if load >= target and point != last_point:  # never two batches in one gap: no byte
+            out.append([])  # is inflated (or fetched) twice
             load = 0
+        last_point = point
         out[-1].append(run)
         load += w
     return out
