@@ -32,7 +32,7 @@ import numpy as np
 from dask.delayed import Delayed
 
 from lazyimg._graph import threaded_default
-from lazyimg._io.remote import is_url
+from lazyimg._io.remote import is_url, redact
 from lazyimg._plan.chunks import chunk_limit, disk_chunks
 from lazyimg._write.atomic import RegionWriter, SaveJob
 from lazyimg._write.header import build_header, header_bytes, out_dtype
@@ -40,7 +40,7 @@ from lazyimg._write.labels import Labelled, from_obj, nifti_order, rename
 from lazyimg._write.mgh import mgh_layout
 from lazyimg._write.stored import to_stored
 from lazyimg._write.tmpfiles import sweep, temporary_name
-from lazyimg._write.upload import save_to_url
+from lazyimg._write.upload import save_to_url, stream_to_url, streams
 from lazyimg.errors import ImageNotFoundError, SaveError
 
 __all__ = ["RegionWriter", "save"]
@@ -112,13 +112,7 @@ def _parse_target(path: Any) -> tuple[Path, str, bool]:
             f"lazyimg.save: path must be a str or os.PathLike, got {type(path).__name__}."
         )
     target = Path(path).absolute()
-    lower = target.name.lower()
-    kind = next((t for t in _TARGETS if lower.endswith(t[0])), None)
-    if kind is None:
-        raise ValueError(
-            f"lazyimg.save: {target.name!r} does not end in .nii, .nii.gz, .mgh or .mgz; "
-            "lazyimg writes single-file NIfTI and MGH. Rename the target (e.g. to '.nii.gz')."
-        )
+    kind = _parse_kind(target.name)
     if target.is_dir():
         err = SaveError(f"{target}: could not save: it is a directory; give a file name.")
         err.errno = errno.EISDIR
@@ -128,7 +122,19 @@ def _parse_target(path: Any) -> tuple[Path, str, bool]:
         raise ImageNotFoundError(
             f"{target}: could not save: the folder {target.parent} {what}; create it first."
         )
-    return target, kind[1], kind[2]
+    return target, *kind
+
+
+def _parse_kind(name: str) -> tuple[str, bool]:
+    """``(format, gzipped)`` of a target's name, from its suffix."""
+    lower = name.lower()
+    kind = next((t for t in _TARGETS if lower.endswith(t[0])), None)
+    if kind is None:
+        raise ValueError(
+            f"lazyimg.save: {name.rsplit('/', 1)[-1]!r} does not end in .nii, .nii.gz, .mgh or "
+            ".mgz; lazyimg writes single-file NIfTI and MGH. Rename the target (e.g. to '.nii.gz')."
+        )
+    return kind[1], kind[2]
 
 
 def _parse_level(level: Any) -> int:
@@ -152,6 +158,38 @@ def _values(
         data = lab.data if lab.raw is not None else to_stored(lab.data, disk, slope, inter, name)
         return data, disk, (slope, inter)
     return lab.data, out_dtype(dtype, lab.data.dtype, name), lab.raw
+
+
+def _body(
+    obj: Any, name: str, kind: str, affine: Any, header: Any, dtype: Any, dims: Any
+) -> tuple[da.Array, bytes, int, bytes]:
+    """``(data in its disk dtype and file-order chunks, header, data offset, footer)``."""
+    lab = nifti_order(rename(from_obj(obj, name), dims, name), name)
+    if lab.data.ndim == 0:
+        raise ValueError(f"lazyimg.save of {name}: a scalar is not an image; give an array.")
+    template = header if header is not None else lab.template
+    if template is not None and not isinstance(template, nib.Nifti1Header):
+        try:
+            template = nib.Nifti1Header.from_header(template)
+        except Exception:
+            raise TypeError(
+                f"lazyimg.save of {name}: header must be a nibabel header, got "
+                f"{type(template).__name__}."
+            ) from None
+    data, want, scaling = _values(lab, dtype, name)
+    if kind == "mgh":
+        mgh = mgh_layout(lab, want, scaling, affine, template, name)
+        head, offset, footer, disk_dtype = mgh.header, mgh.offset, mgh.footer, mgh.dtype
+    else:
+        hdr = build_header(lab, want, affine, template, name, scaling)
+        disk_dtype = hdr.get_data_dtype()  # with the header's byte order
+        head, offset, footer = header_bytes(hdr), int(hdr.get_data_offset()), b""
+
+    data = data if data.dtype == disk_dtype else data.astype(disk_dtype)
+    slabs = _slab_chunks(data)
+    if slabs is not None and slabs != data.chunks:
+        data = data.rechunk(slabs)
+    return data, head, offset, footer
 
 
 def save(
@@ -210,9 +248,11 @@ def save(
     compresslevel : int
         gzip level (0-9) for ``.nii.gz`` and ``.mgz``.
     storage_options : dict, optional
-        When `path` is a URL (``s3://...``): its fsspec filesystem's options. The
-        image is written to a temporary local file, then uploaded in parts; the
-        object appears only once the upload completed.
+        When `path` is a URL (``s3://...``): its fsspec filesystem's options. To
+        ``s3://`` and ``gs://`` the image is streamed from its chunks as a
+        multipart upload (memory: a few chunks and two parts); elsewhere it is
+        written to a temporary local file, then uploaded. The object appears
+        only once the upload completed; a failure aborts it.
 
     Returns
     -------
@@ -265,37 +305,21 @@ def save(
     >>> [int(n) for n in mgz.shape], float(mgz.header["tr"])
     ([8, 8, 4, 6], 2000.0)
     """
-    if is_url(path):  # written locally, then uploaded in parts (see lazyimg._write.upload)
+    if is_url(path):  # streamed as a multipart upload, or written locally then uploaded
+        url, level = str(path), _parse_level(compresslevel)
+        if streams(url):
+            kind, compressed = _parse_kind(url)
+            body = _body(obj, redact(url), kind, affine, header, dtype, dims)
+            return stream_to_url(
+                *body, level if compressed else None, url, storage_options, compute
+            )
         kw = dict(affine=affine, header=header, dtype=dtype, dims=dims, compresslevel=compresslevel)
-        return save_to_url(save, obj, str(path), storage_options, compute, **kw)
+        return save_to_url(save, obj, url, storage_options, compute, **kw)
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     target, kind, compressed = _parse_target(path)
     level = _parse_level(compresslevel)
-    lab = nifti_order(rename(from_obj(obj, name), dims, name), name)
-    if lab.data.ndim == 0:
-        raise ValueError(f"lazyimg.save of {name}: a scalar is not an image; give an array.")
-    template = header if header is not None else lab.template
-    if template is not None and not isinstance(template, nib.Nifti1Header):
-        try:
-            template = nib.Nifti1Header.from_header(template)
-        except Exception:
-            raise TypeError(
-                f"lazyimg.save of {name}: header must be a nibabel header, got "
-                f"{type(template).__name__}."
-            ) from None
-    data, want, scaling = _values(lab, dtype, name)
-    if kind == "mgh":
-        mgh = mgh_layout(lab, want, scaling, affine, template, name)
-        head, offset, footer, disk_dtype = mgh.header, mgh.offset, mgh.footer, mgh.dtype
-    else:
-        hdr = build_header(lab, want, affine, template, name, scaling)
-        disk_dtype = hdr.get_data_dtype()  # with the header's byte order
-        head, offset, footer = header_bytes(hdr), int(hdr.get_data_offset()), b""
-
-    data = data if data.dtype == disk_dtype else data.astype(disk_dtype)
-    slabs = _slab_chunks(data)
-    if slabs is not None and slabs != data.chunks:
-        data = data.rechunk(slabs)
+    data, head, offset, footer = _body(obj, name, kind, affine, header, dtype, dims)
+    disk_dtype = data.dtype
 
     sweep(str(target.parent))  # temporary files of earlier saves that were killed
     tmp = temporary_name(str(target))
