@@ -45,6 +45,7 @@ import lazyimg
 from lazyimg._io import cache as _cache
 from lazyimg._io.gzip import index as _gzindex
 from lazyimg._io.remote import PART_BYTES
+from lazyimg._io.remote_http import THREADS
 from lazyimg._rangeserver import RangeServer
 from lazyimg.testing import write_fmri
 
@@ -211,12 +212,13 @@ def _measure(srv: ServerProcess, tmp: Path, shape: tuple[int, ...], nii: int, gz
     img.data[0, 0, 0, :2].compute()  # dask's first compute warmed
     chunk_bytes = math.prod(img.data.chunksize) * img.dtype.itemsize
     threads = len(os.sched_getaffinity(0))  # dask's threaded scheduler: one per core
-    in_flight = threads * math.ceil(chunk_bytes / PART_BYTES)
+    in_flight = min(THREADS, threads * math.ceil(chunk_bytes / PART_BYTES))
     print(
         f"\ntemporal mean (.nii) vs the server's raw rate: {in_flight} threads of http.client "
         f"reading {PART_BYTES >> 20} MiB ranges of the whole file into one buffer (what "
         f"lazyimg keeps in flight: {threads} dask threads x {chunk_bytes / 2**20:.0f} MiB "
-        f"chunks in {PART_BYTES >> 20} MiB requests); three runs each, interleaved, medians"
+        f"chunks in {PART_BYTES >> 20} MiB requests, at most {THREADS}); three runs each, "
+        "interleaved, medians"
     )
     raws, means = [], []
     for _ in range(3):

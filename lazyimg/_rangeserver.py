@@ -47,6 +47,8 @@ class RangeServer:
         This many next requests are answered with ``503``.
     if_match : bool
         False: ignore ``If-Match`` (answer as if it matched), like some static servers.
+    moved : dict of str to str
+        Names answered with ``302`` and a ``Location`` of the name they map to.
     """
 
     def __init__(self, root: str | os.PathLike[str], latency: float = 0.0) -> None:
@@ -56,6 +58,7 @@ class RangeServer:
         self.denied: set[str] = set()
         self.fail_next = 0
         self.if_match = True
+        self.moved: dict[str, str] = {}
         self.requests = self.bytes_sent = 0
         self.log: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
@@ -137,6 +140,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = (owner.root / name).resolve()
         if fail:
             return self._status(503, name, rng)
+        if name in owner.moved:
+            self.send_response(302)
+            self.send_header("Location", "/" + owner.moved[name])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if name in owner.denied:
             return self._status(403, name, rng)
         if owner.root.resolve() not in path.parents or not path.is_file():

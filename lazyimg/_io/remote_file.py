@@ -45,7 +45,7 @@ class RemoteFile:
         self.rid, self.name, self.size = rid, rid.name, rid.size
         self.fs, self.fspath = _fs._fs_of(rid)
         self._kwargs = conditional(rid)
-        self._direct = direct_reader(self.fs)
+        self._direct = direct_reader(self.fs, rid.url)
         self._spill: Spill | None = None
         self._spill_lock = threading.Lock()
 

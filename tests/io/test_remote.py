@@ -93,6 +93,25 @@ def test_conditional_reads_replace_the_metadata_check(
         img.slicecopy[..., 1]
 
 
+@pytest.mark.parametrize(
+    "options", [None, {"client_kwargs": {"trust_env": False}}], ids=["plain", "session"]
+)
+def test_http_clients_and_redirects(http: RangeServer, options: dict | None) -> None:
+    """Plain options: lazyimg's own keep-alive client; others (or a redirect): fsspec's session."""
+    from lazyimg._io.remote_file import RemoteFile
+    from lazyimg._io.remote_http import _Plain
+
+    path = _write(http.root, "bold.nii")
+    want = nib_array(path)
+    http.moved["old.nii"] = "bold.nii"
+    for name in ("bold.nii", "old.nii"):
+        img = lazyimg.load(http.url(name), storage_options=options)
+        direct = RemoteFile(img.source.files[0])._direct
+        assert isinstance(direct, _Plain) == (options is None)
+        assert_same(img.slicecopy[..., 4:9], want[..., 4:9])
+        assert_same(np.asarray(img.data[:, 3].compute()), want[:, 3])
+
+
 def test_s3_nii_values_and_requests(s3: dict, tmp_path: Path) -> None:
     path = _write(tmp_path, "bold.nii", scaled=True)
     url = s3["put"](path, "sub-01/func/bold.nii")

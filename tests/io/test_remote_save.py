@@ -40,7 +40,9 @@ def test_streamed_multipart_upload(
     key = f"out/bold{suffix}"
     url = f"s3://{s3['bucket']}/{key}"
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
-    assert lazyimg.save(x, url, affine=affine, compresslevel=1, storage_options=s3["options"]) == url
+    assert (
+        lazyimg.save(x, url, affine=affine, compresslevel=1, storage_options=s3["options"]) == url
+    )
     head = s3["client"].head_object(Bucket=s3["bucket"], Key=key)
     assert "-" in head["ETag"]  # a multipart upload's ETag: "<digest>-<parts>"
     assert int(head["ETag"].strip('"').rsplit("-", 1)[1]) >= 3
@@ -56,9 +58,7 @@ def test_streamed_multipart_upload(
     assert np.array_equal(again.slicecopy[..., 40:43], arr[..., 40:43])
 
 
-def test_failed_save_leaves_no_object_and_no_pending_upload(
-    s3: dict, small_parts: None
-) -> None:
+def test_failed_save_leaves_no_object_and_no_pending_upload(s3: dict, small_parts: None) -> None:
     arr = fmri_like(SHAPE).astype(np.float32)
     x = da.from_array(arr, chunks=(64, 64, 48, 4))
 
