@@ -126,6 +126,10 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
     temporary file and a rename: no dask, and memory stays near two slabs plus
     the result.
     """
+    from lazyimg import _earlygz
+
+    early = _earlygz.start(path)  # a small .gz decompresses while numpy and nibabel import
+
     import lazyimg
     from lazyimg._io.axes import array_axes
     from lazyimg._reduce import stream_reduce, write_small
@@ -133,9 +137,10 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
     img = lazyimg.load(path, dtype="float32" if op in ("mean", "std", "tsnr") else None)
     kinds = array_axes(img.nibabel_image, img.ndim, path)
     ax = _parse_axis(axis, img, kinds.time, path)
+    whole = early.result(img.source) if early is not None else None
     # NIfTI order (space, time, rest), so a 4D MINC (time first) is written right; a reduced
     # spatial axis is kept with length 1, so the affine still places every remaining voxel
-    result = stream_reduce(img, op, ax, progress).transpose(kinds.perm)
+    result = stream_reduce(img, op, ax, progress, whole).transpose(kinds.perm)
     if ax not in kinds.spatial:
         result = result.squeeze(axis=kinds.perm.index(ax))
     write_small(result, img, output)

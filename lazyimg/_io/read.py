@@ -231,6 +231,14 @@ def _emit(
         np.copyto(dest, target, casting="unsafe")
 
 
+def scale_into(dest: np.ndarray, block: np.ndarray, source: Source, raw: bool = False) -> None:
+    """Write stored values `block` into `dest`, scaled as :func:`read` scales them.
+
+    For sources without per-volume scaling (``source.scaling.per_last`` is None).
+    """
+    _emit(dest, block, source, raw, np.empty(0, np.intp))
+
+
 # --------------------------------------------------------------------------- other formats
 
 

@@ -34,13 +34,14 @@ def _dask(img: lazyimg.LazyImage, op: str, axis: int) -> np.ndarray:
     return np.divide(mean, std, out=np.zeros_like(mean), where=std > 0)
 
 
-@pytest.fixture(params=[".nii", ".nii.gz", "scaled.nii.gz", "offset.nii"])
+@pytest.fixture(params=[".nii", ".nii.gz", "scaled.nii.gz", "offset.nii", ".mgz"])
 def image(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     kind = request.param
     data = fmri_like((7, 6, 5, 23), "int16", 1)
     if kind == "offset.nii":  # values far from zero with a small spread: no cancellation
         data = (data - data.mean() + 30000).astype(np.int16)
-    img = nib.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0]))
+    klass = nib.MGHImage if kind == ".mgz" else nib.Nifti1Image  # big-endian, a footer
+    img = klass(data, np.diag([2.0, 3.0, 4.0, 1.0]))
     if kind.startswith("scaled"):
         img.header.set_slope_inter(0.37, -12.5)
     path = tmp_path / ("bold" + kind[kind.index(".") :])
@@ -63,7 +64,8 @@ def test_several_slabs_match_nibabel_and_dask(
     if ax != 3:  # a reduced spatial axis stays, one voxel thick
         want = np.expand_dims(want, ax)
     assert got.shape == want.shape
-    assert got.dtype == (values.dtype if op in ("min", "max") else np.float32)
+    kept = values.dtype.newbyteorder("=")  # min and max keep the values' type, native order
+    assert got.dtype.newbyteorder("=") == (kept if op in ("min", "max") else np.float32)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
     via_dask = _dask(lazyimg.load(image), op, ax)
     np.testing.assert_allclose(got, via_dask.reshape(got.shape), rtol=2e-6, atol=1e-4)
@@ -96,3 +98,42 @@ def test_one_slab_reads_the_image_once(tmp_path: Path) -> None:
     with lazyimg.count_bytes() as counted:
         reduce_file(str(path), "tsnr", "time", str(tmp_path / "t.nii"), progress=False)
     assert counted.bytes == 6 * 5 * 4 * 9 * 2
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["decoded-ahead", "streamed"])
+def test_gzip_decoded_ahead_or_streamed_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, early: bool
+) -> None:
+    """A small .nii.gz is decompressed while reduce starts up; with it or without, same values."""
+    import lazyimg._earlygz as earlygz
+
+    data = fmri_like((7, 6, 5, 23), "int16", 2)
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.header.set_slope_inter(2.5, 100.0)
+    path = tmp_path / "bold.nii.gz"
+    nib.save(img, path)
+    if not early:
+        monkeypatch.setattr(earlygz, "MAX_BYTES", 0)
+    monkeypatch.setattr(red, "SLAB_BYTES", 7 * 6 * 5 * 4 * 5)
+    with lazyimg.count_bytes() as counted:
+        reduce_file(str(path), "tsnr", "time", str(tmp_path / "t.nii"), progress=False)
+    assert (counted.bytes == 0) == early  # decoded ahead: lazyimg's reader never ran
+    want = _expected(np.asarray(nib.load(path).dataobj), "tsnr", 3)
+    np.testing.assert_allclose(nib.load(tmp_path / "t.nii").get_fdata(), want, rtol=2e-6)
+
+
+def test_damaged_gzip_is_reported_not_decoded_ahead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lazyimg.cli import main
+
+    path = tmp_path / "bold.nii.gz"
+    nib.save(nib.Nifti1Image(fmri_like((7, 6, 5, 9), "int16", 0), np.eye(4)), path)
+    raw = bytearray(path.read_bytes())
+    raw[-8] ^= 0xFF  # the CRC-32 in the trailer
+    path.write_bytes(bytes(raw))
+    out = tmp_path / "m.nii"
+    assert main(["reduce", str(path), "--op", "mean", "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bold.nii.gz" in err and "Traceback" not in err
+    assert not out.exists()
