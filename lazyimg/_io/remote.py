@@ -23,6 +23,7 @@ fsspec and its filesystems are imported on first use, never by ``import lazyimg`
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -192,3 +193,25 @@ def plan_requests(
         else:
             out.append((start, start + n, [(start, at, n)]))
     return out
+
+
+class LazyPool:
+    """A thread pool made on first use (and afresh in a forked child, which has no threads)."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self.threads, self.name = threads, name
+        self._pool: Any = None
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def get(self) -> Any:
+        """The ``concurrent.futures.ThreadPoolExecutor``."""
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=self.name)
+            return self._pool
+
+    def _forget(self) -> None:
+        self._pool, self._lock = None, threading.Lock()

@@ -64,7 +64,15 @@ class RemoteFile:
                 out[i] = spill.pread(s, e)  # streamed earlier in this process
             elif e > s:
                 todo.append(i)
-        self._attempts(todo, self._cat, ranges, put)
+        if self._direct is None:
+            self._attempts(todo, self._cat, ranges, put)
+            return out
+        targets = [memoryview(bytearray(e - s)) for s, e in ranges]
+        self._attempts(
+            todo, self._sender(targets), ranges, lambda i, n: self._check_length(n, *ranges[i])
+        )
+        for i in todo:
+            out[i] = bytes(targets[i])
         return out
 
     def _bounds(self, ranges: list[tuple[int, int]]) -> None:

@@ -29,9 +29,10 @@ import http.client
 import os
 import ssl
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
+
+from lazyimg._io.remote import LazyPool
 
 __all__ = ["direct_reader"]
 
@@ -163,16 +164,7 @@ def _get_into(url: str, headers: dict[str, str], start: int, end: int, target: A
 
 
 _local = threading.local()
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(THREADS, thread_name_prefix="lazyimg-http")
-        return _executor
+_pool = LazyPool(THREADS, "lazyimg-http").get
 
 
 def _idle(scheme: str, netloc: str) -> list[Any]:
@@ -196,8 +188,8 @@ _tls: ssl.SSLContext | None = None
 
 
 def _after_fork() -> None:
-    global _executor, _executor_lock, _local
-    _executor, _executor_lock, _local = None, threading.Lock(), threading.local()
+    global _local
+    _local = threading.local()
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -3,7 +3,10 @@
 :class:`RemoteStream` is what a decoder reads a remote ``.nii.gz`` through on its
 first pass (:meth:`~lazyimg._io.remote_file.RemoteFile.stream`): aligned blocks of
 :data:`STREAM_BLOCK` bytes, one range request each, the last :data:`STREAM_KEEP`
-kept in memory for a decoder that steps back a little.
+kept in memory for a decoder that steps back a little. Once it reads on in
+order, the next :data:`AHEAD` blocks are fetched while the decoder works, so
+the download and the decoding overlap (a single read near the start fetches
+no more than its own block).
 
 A :class:`Spill` keeps every block the stream fetched in an anonymous temporary
 file (unlinked when made, so it disappears with the process or when the object's
@@ -23,7 +26,10 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Any
+
+from lazyimg._io.remote import LazyPool
 
 __all__ = ["STREAM_BLOCK", "STREAM_KEEP", "RemoteStream", "Spill"]
 
@@ -31,6 +37,8 @@ __all__ = ["STREAM_BLOCK", "STREAM_KEEP", "RemoteStream", "Spill"]
 STREAM_BLOCK = 8 * 2**20
 #: Blocks a stream keeps in memory (a decoder may step back a little).
 STREAM_KEEP = 3
+#: Blocks fetched ahead while a stream is read in order (the decoder works meanwhile).
+AHEAD = 2
 
 
 class Spill:
@@ -89,8 +97,9 @@ class RemoteStream(io.RawIOBase):
 
     def __init__(self, src: Any) -> None:
         super().__init__()
-        self.src, self.pos = src, 0
+        self.src, self.pos, self.last = src, 0, -2
         self.blocks: OrderedDict[int, bytes] = OrderedDict()
+        self.ahead: dict[int, Future[bytes]] = {}
 
     def readable(self) -> bool:
         return True
@@ -109,11 +118,21 @@ class RemoteStream(io.RawIOBase):
     def _block(self, k: int) -> bytes:
         hit = self.blocks.get(k)
         if hit is None:
-            hit = self.blocks[k] = self.src.block(k)
+            pending = self.ahead.pop(k, None)
+            hit = self.blocks[k] = pending.result() if pending is not None else self.src.block(k)
             while len(self.blocks) > STREAM_KEEP:
                 self.blocks.popitem(last=False)
+            if k == self.last + 1:  # reading on in order: fetch the next blocks meanwhile
+                self._read_ahead(k)
+            self.last = k
         self.blocks.move_to_end(k)
         return hit
+
+    def _read_ahead(self, k: int) -> None:
+        blocks = -(-self.src.size // STREAM_BLOCK)
+        for j in range(k + 1, min(blocks, k + 1 + AHEAD)):
+            if j not in self.ahead and j not in self.blocks:
+                self.ahead[j] = _pool().submit(self.src.block, j)
 
     def readinto(self, b: Any) -> int:
         out = memoryview(b).cast("B")
@@ -129,5 +148,12 @@ class RemoteStream(io.RawIOBase):
         return done
 
     def close(self) -> None:
+        for pending in self.ahead.values():  # let fetches under way end (they fill the spill)
+            if not pending.cancel():
+                pending.exception()
+        self.ahead.clear()
         self.blocks.clear()
         super().close()
+
+
+_pool = LazyPool(AHEAD, "lazyimg-stream").get
