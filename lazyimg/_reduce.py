@@ -127,6 +127,14 @@ def _finish(op: str, acc: Any) -> np.ndarray:
     return tsnr.astype(np.float32)
 
 
+def nifti_suffix(output: str) -> str:
+    """ ".nii.gz" or ".nii", as `output` ends; anything else is refused before any reading."""
+    suffix = next((x for x in (".nii.gz", ".nii") if output.lower().endswith(x)), None)
+    if suffix is None:
+        raise ValueError(f"-o {output}: reduce writes NIfTI; name the output .nii or .nii.gz")
+    return suffix
+
+
 def write_small(result: np.ndarray, img: Any, output: str) -> None:
     """Write an in-memory result as NIfTI-1 through a temporary file and a rename."""
     import nibabel as nib
@@ -137,9 +145,7 @@ def write_small(result: np.ndarray, img: Any, output: str) -> None:
     out.header.set_slope_inter(1.0, 0.0)
     if header is not None:
         out.header.set_xyzt_units(*header.get_xyzt_units())
-    suffix = next((x for x in (".nii.gz", ".nii") if output.lower().endswith(x)), None)
-    if suffix is None:
-        raise ValueError(f"-o {output}: reduce writes NIfTI; name the output .nii or .nii.gz")
+    suffix = nifti_suffix(output)
     folder, base = os.path.split(os.path.abspath(output))
     tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{suffix}")
     try:

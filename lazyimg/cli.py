@@ -132,8 +132,9 @@ def reduce_file(path: str, op: str, axis: str, output: str, progress: bool = Tru
 
     import lazyimg
     from lazyimg._io.axes import array_axes
-    from lazyimg._reduce import stream_reduce, write_small
+    from lazyimg._reduce import nifti_suffix, stream_reduce, write_small
 
+    nifti_suffix(output)
     img = lazyimg.load(path, dtype="float32" if op in ("mean", "std", "tsnr") else None)
     kinds = array_axes(img.nibabel_image, img.ndim, path)
     ax = _parse_axis(axis, img, kinds.time, path)

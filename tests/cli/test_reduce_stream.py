@@ -137,3 +137,15 @@ def test_damaged_gzip_is_reported_not_decoded_ahead(
     err = capsys.readouterr().err
     assert "bold.nii.gz" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_output_that_is_not_nifti_is_refused_before_reading(
+    image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lazyimg.cli import main
+
+    with lazyimg.count_bytes() as counted:
+        code = main(["reduce", str(image), "--op", "mean", "-o", str(tmp_path / "m.txt")])
+    assert code == 2 and counted.bytes == 0
+    assert "name the output .nii or .nii.gz" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [image]
