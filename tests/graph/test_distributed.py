@@ -486,3 +486,36 @@ def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         for out in cell.outputs
     )
     assert "/status" in text, "the dashboard link is not shown"
+
+
+def _decompressed_and_builds(client: Client) -> dict[str, tuple[int, int]]:
+    """Per worker: gzip bytes decompressed (cold and warm reads), indexes built."""
+    from lazyimg._io.gzip import index, inflate
+
+    got = [
+        client.run(getattr, module, name)
+        for module, name in (
+            (inflate, "decoded_bytes"),
+            (inflate, "inflated_bytes"),
+            (index, "index_builds"),
+        )
+    ]
+    return {w: (got[0][w] + got[1][w], got[2][w]) for w in got[0]}
+
+
+@pytest.mark.parametrize("chunks", [{3: 10}, {3: 3}], ids=["8 chunks", "27 chunks"])
+def test_cold_gzip_first_pass_decodes_about_once(
+    client: Client, tmp_path: Path, chunks: dict
+) -> None:
+    """A new .nii.gz: one worker decodes the stream (and indexes it), the other reads what
+    it decoded (lazyimg._io.gzip.shared), in whatever order the chunks run."""
+    path = write_fmri(tmp_path / "bold.nii.gz", (64, 64, 24, 80), seed=5)
+    img = lazyimg.load(path, chunks=chunks)
+    before = _decompressed_and_builds(client)
+    mean = _compute(client, img.data.mean(axis=-1))
+    after = _decompressed_and_builds(client)
+    assert after.keys() == before.keys(), "a worker restarted"
+    np.testing.assert_allclose(mean, nib_array(path).mean(axis=-1), rtol=1e-12)
+    decompressed = sum(after[w][0] - before[w][0] for w in after)
+    assert decompressed <= 1.2 * img.nbytes, decompressed / img.nbytes
+    assert sum(after[w][1] - before[w][1] for w in after) == 1  # one worker built the index

@@ -248,8 +248,8 @@ def test_cold_reads_in_any_order(
     img = lazyimg.load(bold_gz)
     for k in (30, 5, 31, 2):
         assert_same(img.slicecopy[..., k], want[..., k], f"volume {k}")
-    if ahead < 2**40:  # the first jump indexed the whole stream, reading volume 30 on the way
-        assert _gzindex.index_builds == 1
+    if ahead < 2**40:  # the first jump started one pass; reads behind it come from its spill
+        assert _gzindex.index_builds <= 1
     with dask.config.set({"array.chunk-size": "256KiB"}, scheduler="threads"):
         chunked = lazyimg.load(bold_gz)
         assert chunked.data.numblocks[-1] > 4

@@ -204,13 +204,17 @@ def _payload_digest(payload: bytes) -> str:
     return hashlib.blake2b(payload, digest_size=32).hexdigest()
 
 
+def saved_places(fid: FileId) -> list[Path]:
+    """Where a saved index of `fid` is looked for, in order."""
+    return [_cache_path(fid)] if _remote(fid) else [_beside_path(fid.path), _cache_path(fid)]
+
+
 def _load_saved(fid: FileId) -> GzipIndex | None:
     """The first saved index, beside the data then in the cache, that fits the file."""
     if _policy() == "off":
         return None
     digest = None
-    places = [_cache_path(fid)] if _remote(fid) else [_beside_path(fid.path), _cache_path(fid)]
-    for where in places:
+    for where in saved_places(fid):
         try:
             with open(where, "rb") as f:
                 blob = f.read()

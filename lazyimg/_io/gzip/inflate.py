@@ -53,14 +53,22 @@ OUTPUT_BLOCK = 4 * 2**20
 
 #: Bytes inflated by warm reads in this process, lead-in from seek points included.
 inflated_bytes = 0
+#: Bytes the sequential decoder of cold reads decoded in this process (each pass's bytes once).
+decoded_bytes = 0
 
 _counter_lock = threading.Lock()
 
 
-def _count(inflated: int) -> None:
-    global inflated_bytes
+def _count(inflated: int = 0, decoded: int = 0) -> None:
+    global inflated_bytes, decoded_bytes
     with _counter_lock:
         inflated_bytes += inflated
+        decoded_bytes += decoded
+
+
+def decompressed_bytes() -> int:
+    """Bytes this process has decompressed from gzip streams, cold and warm reads alike."""
+    return inflated_bytes + decoded_bytes
 
 
 class _Bits:

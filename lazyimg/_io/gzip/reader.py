@@ -63,17 +63,19 @@ import struct
 import threading
 import weakref
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from lazyimg._io.gzip import shared
 from lazyimg._io.gzip.check import FINISH_BYTES, decompressed_length
 from lazyimg._io.gzip.index import GzipIndex, keep, lookup
 from lazyimg._io.gzip.inflate import (
     INPUT_BLOCK,
     _batches,
     _corrupt,
+    _count,
     _inflate_lib,
     _inflate_runs,
     _thread_pool,
@@ -123,7 +125,11 @@ class GzipReader:
         self._fallback = False  # rapidgzip failed once: decode with indexed_gzip
         self._save_to: str | None = None  # where a built index goes (None: the policy)
         self._crc = self._checked = 0  # CRC-32 of the uncompressed bytes [0, checked)
+        self.build: shared.Build | None = None  # the pass decoding the whole stream, if any
+        self.build_lock = threading.Lock()
         self.index = lookup(fid)
+        # a recent pass's spill file may serve reads (shared.spilled): look once at least
+        self.spill_check = self.index is not None and shared.sharing(self)
 
     @property
     def read_overhead(self) -> int:
@@ -142,20 +148,25 @@ class GzipReader:
             return
         last = todo[-1][0] + todo[-1][2]
         index = self.index
+        if index is None and (todo[0][0] > self._checked + AHEAD_BYTES or shared.joins(self)):
+            # far ahead, or a pass is under way: one pass decodes (and indexes) the whole
+            # stream for every thread and process, picking this read up on the way
+            todo = shared.read_cold(self, buf, todo)
+            if not todo:
+                return
+            index = self.index
         if index is None:
             with self._lock:
-                if self.index is None and todo[0][0] > self._checked + AHEAD_BYTES:
-                    # far ahead: index the whole stream, picking this read up on the way
-                    self._finish(taps=[(start, buf[at : at + n]) for start, at, n in todo])
-                    if self.index is not None:
-                        self._check_size(self.index, last)
-                        return
                 index = self.index
                 if index is None:
                     for start, at, n in todo:
                         self._stream_read(buf[at : at + n], start)
                     return
         self._check_size(index, last)
+        if self.spill_check:  # what a first pass just decoded, rather than inflate it again
+            todo = shared.spilled(self, buf, todo)
+            if not todo:
+                return
         batches = _batches(index, todo, _workers())
         if len(batches) == 1:
             _inflate_runs(self._src, self.path, index, buf, batches[0])
@@ -169,6 +180,9 @@ class GzipReader:
 
     def complete(self) -> GzipIndex:
         """The index, decoding the whole stream first (checked against its trailer) if cold."""
+        build = self.build
+        if self.index is None and build is not None and not build.done:
+            build.finish()
         if self.index is None:
             with self._lock:
                 if self.index is None:
@@ -234,14 +248,16 @@ class GzipReader:
             _truncated(self.path, self.fid.size, offset + done, offset, len(out))
         if offset <= self._checked < offset + len(out):
             self._crc = _crc32(out[self._checked - offset :], self._crc)
+            _count(decoded=offset + len(out) - self._checked)
             self._checked = offset + len(out)
 
-    def _check_through(self, end: int | None, beyond: int | None = None, taps: _Runs = ()) -> bool:
+    def _check_through(
+        self, end: int | None, beyond: int | None = None, tap: shared.Tap | None = None
+    ) -> bool:
         """Decode from ``checked`` to `end` (None: the stream's end) through the CRC-32.
 
-        Bytes that fall in one of the `taps` (uncompressed start, destination)
-        are copied there on the way. Returns False, stopping early, if more than
-        `beyond` bytes follow the image data.
+        Every decoded block goes to ``tap(uncompressed offset, data)`` on the way.
+        Returns False, stopping early, if more than `beyond` bytes follow the image data.
         """
         stream, block = self._open_stream(), np.empty(INPUT_BLOCK * 4, np.uint8)
         scratch = block.data
@@ -254,14 +270,10 @@ class GzipReader:
                 if not n:
                     break
                 self._crc = _crc32(scratch[:n], self._crc)
-                for start, dest in taps:
-                    lo, hi = max(start, self._checked), min(start + len(dest), self._checked + n)
-                    if hi > lo:
-                        out = np.frombuffer(dest, np.uint8)
-                        out[lo - start : hi - start] = block[
-                            lo - self._checked : hi - self._checked
-                        ]
+                if tap is not None:
+                    tap(self._checked, block[:n])
                 self._checked += n
+                _count(decoded=n)
                 if beyond is not None and self._checked - (self.data_end or 0) > beyond:
                     return False
         except Exception as err:
@@ -271,14 +283,14 @@ class GzipReader:
             _truncated(self.path, self.fid.size, self._checked, self._checked, end - self._checked)
         return True
 
-    def _finish(self, limit: bool = True, taps: _Runs = ()) -> None:
+    def _finish(self, limit: bool = True, tap: shared.Tap | None = None) -> None:
         """Decode to the end of the stream, check it against its trailer, keep the index.
 
         Gives up (leaving the reader cold) if far more than the image data
-        follows, unless `limit` is False. `taps` as for :meth:`_check_through`.
+        follows, unless `limit` is False. `tap` as for :meth:`_check_through`.
         """
         beyond = FINISH_BYTES if limit else None
-        if not self._retrying(lambda: self._check_through(None, beyond, taps)):
+        if not self._retrying(lambda: self._check_through(None, beyond, tap)):
             self.data_end = None  # the stream goes on far past the image: stay cold
             return
         crc, isize = struct.unpack("<II", self._src.pread(8, self.fid.size - 8).rjust(8, b"\0"))
@@ -312,6 +324,8 @@ class GzipReader:
 
     def close(self) -> None:
         """Close the file and the sequential decoder, if any."""
+        if self.build is not None:
+            self.build.end()
         with self._lock:
             self._drop_stream()
         self._src.close()
@@ -325,6 +339,8 @@ _streaming: weakref.WeakSet[GzipReader] = weakref.WeakSet()
 
 def _close_streams(wait: bool = True) -> None:
     for reader in list(_streaming):
+        if wait and reader.build is not None:
+            reader.build.end()  # a pass nobody waits for ends at its next block
         if reader._lock.acquire(blocking=wait):
             try:
                 reader._drop_stream()
@@ -337,6 +353,3 @@ os.register_at_fork(before=lambda: _close_streams(wait=False))
 
 
 _crc32 = getattr(_inflate_lib, "crc32", zlib.crc32)
-
-
-_Runs = Sequence[tuple[int, memoryview]]
