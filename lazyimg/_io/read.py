@@ -3,7 +3,8 @@
 :func:`read` is what every chunk of a lazyimg dask graph calls, and what
 ``img.slicecopy`` calls directly. The result always owns its memory: raw
 files are read with ``os.pread`` (or a decompressing stream) into a buffer
-lazyimg allocated, and scaling is applied in place with nibabel's dtypes, so
+lazyimg allocated (large ones recycle the memory of earlier chunks, see
+:mod:`lazyimg._io.buffers`), and scaling is applied in place with nibabel's dtypes, so
 values equal ``np.asarray(nib.load(f).dataobj)[index]`` bit for bit.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lazyimg._io import buffers
 from lazyimg._io import files as _files
 from lazyimg._io.formats import Source
 from lazyimg._io.source import is_remote
@@ -88,7 +90,7 @@ def read(
     for fid in source.files:
         if not is_remote(fid):  # a remote object is checked once, after its reads
             _files.check_identity(fid)
-    final = np.empty(out_shape, out_dtype, order="C" if source.order == "C" else "F")
+    final = buffers.empty(out_shape, out_dtype, order="C" if source.order == "C" else "F")
     # `core` views `final` with one axis per source axis (integer items as length 1)
     core = final[
         tuple(

@@ -28,6 +28,7 @@ work alike over a local file and a remote object.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import Any, BinaryIO, Protocol
@@ -37,6 +38,10 @@ from lazyimg._io.remote import RemoteId
 from lazyimg._plan.reads import READ_OVERHEAD_BYTES
 
 __all__ = ["ByteSource", "LocalFile", "is_remote", "open_source"]
+
+#: A local read at least this long asks the kernel for the bytes after it, too
+#: (see :meth:`LocalFile._read_ahead`).
+READ_AHEAD_MIN = 16 * 2**20
 
 
 class ByteSource(Protocol):
@@ -66,6 +71,8 @@ class LocalFile:
         return self.fd
 
     def read_into(self, buf: memoryview, offset: int) -> None:
+        if len(buf) >= READ_AHEAD_MIN:
+            self._read_ahead(offset + len(buf), len(buf))
         done = 0
         while done < len(buf):
             n = os.preadv(self.fd, [buf[done:]], offset + done)
@@ -80,6 +87,21 @@ class LocalFile:
     def read_runs(self, buf: memoryview, runs: Iterable[tuple[int, int, int]]) -> None:
         for start, at, n in runs:
             self.read_into(buf[at : at + n], start)
+
+    def _read_ahead(self, start: int, nbytes: int) -> None:
+        """Have the kernel start reading ``[start, start + nbytes)`` in the background.
+
+        A read this large is one chunk of a pass through the file, and the next
+        chunk is most likely the bytes that follow. Asking for them now keeps
+        the disk busy while this chunk is reduced (with both threads of a
+        2-core machine reading and then computing in step, the disk otherwise
+        idles in every compute phase). Pages already cached cost a lookup
+        (~0.2 ms per 128 MiB); a pass that stops early has read one chunk too many.
+        """
+        nbytes = min(nbytes, self.size - start)
+        if nbytes > 0:
+            with contextlib.suppress(OSError):  # only a hint
+                os.posix_fadvise(self.fd, start, nbytes, os.POSIX_FADV_WILLNEED)
 
     def pread(self, n: int, offset: int) -> bytes:
         return os.pread(self.fd, n, offset)
