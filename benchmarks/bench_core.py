@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -281,6 +283,8 @@ def measure(
     each, every process doing one unmeasured run and then its share of the
     repeats. `patch` is source run in the lazyimg candidates' processes first.
     """
+    global current
+    current = label
     how = "fresh processes" if fresh else f"warm, in {rounds} process(es) each"
     print(f"  {label}: {len(cands)} candidates x {repeat} ({how})", end="", flush=True)
     t0 = time.perf_counter()
@@ -344,6 +348,30 @@ def show(title: str, rows: list[Row], payload: int) -> str:
 
 def get(rows: list[Row], name: str) -> Measurement:
     return next(r.m for r in rows if r.cand.name.startswith(name))
+
+
+class Reports(list[str]):
+    """Section tables, printed the moment each is complete (a run stopped later keeps them)."""
+
+    def append(self, text: str) -> None:
+        print(text, flush=True)
+        super().append(text)
+
+
+#: The section being measured, named when a run stops early.
+current = "writing the test files"
+
+
+class _Stopped(Exception):
+    """A signal (SIGTERM, SIGHUP) asked the run to stop."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(signal.Signals(signo).name)
+        self.signo = signo
+
+
+def _stop(signo: int, _frame: object) -> None:
+    raise _Stopped(signo)
 
 
 class Targets:
@@ -426,6 +454,9 @@ def graph_section(
     """Time lazyimg.load on a sparse huge file and count what it reads."""
     import lazyimg
 
+    global current
+    current = "graph"
+
     print(f"  graph: lazyimg.load of {BIG_SHAPE} x {repeat} (fresh processes)", flush=True)
     setup = (
         f"import lazyimg\nimport lazyimg._io.files\nimport nibabel as nib\nf = {str(sparse)!r}\n"
@@ -507,17 +538,57 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(args.only or SECTIONS)
     repeat = max(1, args.repeat)
     patch = Path(args.patch).read_text() + "\n" if args.patch else ""
-    vol_bytes = math.prod(shape[:3]) * 2
-    k, z = shape[3] // 2, shape[2] // 2
-    xyz = (shape[0] // 3, shape[1] // 2, shape[2] // 2)
     t0 = time.perf_counter()
     print(
         f"lazyimg {lazyimg.__version__}, nibabel {nib.__version__}, dask {dask.__version__}, "
         f"numpy {np.__version__}, python {sys.version.split()[0]}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f}" + (f", patch {args.patch}" if patch else "")
     )
-    reports: list[str] = []
+    reports = Reports()
     targets = Targets()
+    for signo in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signo, _stop)
+    try:
+        measure_all(args, shape, sections, repeat, patch, reports, targets)
+    except (Exception, KeyboardInterrupt) as err:
+        # say where and why, with what was measured so far, instead of ending silently
+        if not isinstance(err, (_Stopped, KeyboardInterrupt)):
+            traceback.print_exc()
+        print(
+            f"\nSTOPPED in section '{current}' after {time.perf_counter() - t0:.0f} s: "
+            f"{type(err).__name__} {err}; tables above are the sections completed",
+            flush=True,
+        )
+        print(targets.render())
+        return (
+            128 + err.signo
+            if isinstance(err, _Stopped)
+            else 130
+            if isinstance(err, KeyboardInterrupt)
+            else 1
+        )
+    print(targets.render())
+    print(
+        f"\n{targets.summary()}; {time.perf_counter() - t0:.0f} s in all; load average now "
+        f"{os.getloadavg()[0]:.2f} (times are medians of repeats)"
+    )
+    return 0
+
+
+def measure_all(
+    args: argparse.Namespace,
+    shape: tuple[int, ...],
+    sections: set[str],
+    repeat: int,
+    patch: str,
+    reports: Reports,
+    targets: Targets,
+) -> None:
+    """Write the test files, run the chosen sections, remove the files."""
+    t0 = time.perf_counter()
+    vol_bytes = math.prod(shape[:3]) * 2
+    k, z = shape[3] // 2, shape[2] // 2
+    xyz = (shape[0] // 3, shape[1] // 2, shape[2] // 2)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="lazyimg-bench-") as tmp:
         folder = Path(tmp)
         print(f"writing {shape} int16 ({fmt_bytes(math.prod(shape) * 2)}) x2 to {folder} ...")
@@ -581,13 +652,6 @@ def main(argv: list[str] | None = None) -> int:
             title = "scaled file: temporal mean, threads, warm, repeated"
             reports.append(show(title, rows, 2 * math.prod(shape)))
             mean_targets(targets, rows, "scaled: ", extra=True)
-    print("\n".join(reports))
-    print(targets.render())
-    print(
-        f"\n{targets.summary()}; {time.perf_counter() - t0:.0f} s in all; load average now "
-        f"{os.getloadavg()[0]:.2f} (times are medians of repeats)"
-    )
-    return 0
 
 
 if __name__ == "__main__":
