@@ -34,8 +34,11 @@ from typing import Any
 GAP_BYTES = 64 * 2**10
 #: Longest single request; longer runs are cut into parts fetched concurrently.
 PART_BYTES = 4 * 2**20
-#: What one more request costs, in bytes, for the unproxy rule: about one
-#: share of a round trip when requests overlap (~2 ms at ~30 MB/s).
+#: What one more request costs, in bytes, for the unproxy rule: its share of a
+#: round trip when requests overlap. With 20 ms per request and up to 64 in flight
+#: (lazyimg's HTTP client) that is ~0.3 ms, 64-200 KB at the 200-700 MB/s one
+#: process receives on the 2-core loopback benchmark; the low end is taken, so runs
+#: far apart stay separate requests (runs closer than GAP_BYTES share one anyway).
 REQUEST_OVERHEAD_BYTES = 64 * 2**10
 #: Retries of a transient failure, and the first pause (doubled each time).
 RETRIES = 4
