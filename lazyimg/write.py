@@ -250,8 +250,9 @@ def save(
     storage_options : dict, optional
         When `path` is a URL (``s3://...``): its fsspec filesystem's options. To
         ``s3://`` and ``gs://`` the image is streamed from its chunks as a
-        multipart upload (memory: a few chunks and two parts); elsewhere it is
-        written to a temporary local file, then uploaded. The object appears
+        multipart upload (memory: a few chunks and two parts); elsewhere, or
+        with ``compute=False``, it is written to a temporary local file, then
+        uploaded. The object appears
         only once the upload completed; a failure aborts it.
 
     Returns
@@ -307,12 +308,10 @@ def save(
     """
     if is_url(path):  # streamed as a multipart upload, or written locally then uploaded
         url, level = str(path), _parse_level(compresslevel)
-        if streams(url):
+        if streams(url) and compute:  # a Delayed keeps the local file: its graph has real tasks
             kind, compressed = _parse_kind(url)
             body = _body(obj, redact(url), kind, affine, header, dtype, dims)
-            return stream_to_url(
-                *body, level if compressed else None, url, storage_options, compute
-            )
+            return stream_to_url(*body, level if compressed else None, url, storage_options)
         kw = dict(affine=affine, header=header, dtype=dtype, dims=dims, compresslevel=compresslevel)
         return save_to_url(save, obj, url, storage_options, compute, **kw)
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)

@@ -13,8 +13,9 @@ plus two parts, however large the image. The object appears only when the
 upload completes; any failure aborts the multipart upload, so nothing is left
 at the target, not even a pending upload.
 
-Other filesystems get the file written chunk by chunk into a private temporary
-folder with the same writer as a local save, then handed to the filesystem's
+Other filesystems, and saves returned as a Delayed (``compute=False``, whose
+graph should hold the chunks' tasks rather than one task computing them), get
+the file written chunk by chunk into a private temporary folder with the same writer as a local save, then handed to the filesystem's
 ``put_file`` (:func:`save_to_url`); the temporary file is removed either way.
 The storage options are used here only, never shown.
 """
@@ -64,12 +65,11 @@ def stream_to_url(
     level: int | None,
     url: str,
     storage_options: dict[str, Any] | None,
-    compute: bool,
-) -> Any:
+) -> str:
     """Stream an image (header, dask `data` in file order, footer) to `url` (see the module).
 
     `level` is the gzip level, None for an uncompressed file. Returns the URL
-    without credentials, or a Delayed that saves when computed.
+    without credentials.
     """
     options = Options(storage_options)
     fs, path = filesystem(url, options)
@@ -98,11 +98,7 @@ def stream_to_url(
             raise
         return redact(url)
 
-    if compute:
-        return run()
-    import dask
-
-    return dask.delayed(run, pure=False)(dask_key_name=f"lazyimg-upload-{abs(hash(url)):x}")
+    return run()
 
 
 def _is_upload_error(err: Exception) -> bool:
