@@ -14,11 +14,15 @@ Without ``--yes`` it only says what it would write and whether the disk has room
    series cycles through 37 noise volumes, so its exact mean and standard deviation are known
    without reading the file back; the results are checked against them.
 3. Per round (``--repeat``, default 2): make the file cold, ``dd`` it to ``/dev/null``; make it cold
-   again, ``lazyimg.load(f).data.mean(-1).compute()`` in a fresh process. The rate ratio
-   lazyimg/dd is taken within the round, so a busy machine affects both alike.
+   again, ``lazyimg.load(f).data.mean(-1).compute()`` in a fresh process (timed from ``load``;
+   imports are not). The rate ratio lazyimg/dd is taken within the round, so a busy machine
+   affects both alike -- though not equally: dd needs little CPU, lazyimg's threads also sum
+   (and copy) every byte, so CPU taken by other jobs slows lazyimg more.
 4. Make the file cold; in a fresh process, z-score the first ``--zscore-volumes`` volumes
-   (12000: a 26.4 GiB float32 result, also bigger than memory) with dask's mean and std and
-   stream ``(x - mean) / std`` to a ``.nii`` with ``lazyimg.save``.
+   (12000: a 26.4 GiB float32 result, also bigger than memory): load with ``dtype="float32"``,
+   dask's mean and std in one pass, then ``(x - mean) / std`` streamed to a ``.nii`` with
+   ``lazyimg.save`` (a second pass). With the stored int16, dask's ``std`` would hold float64
+   copies of each 128 MiB chunk (~1 GiB each) in every thread.
 5. nibabel on the same file, in a child process whose address space is limited to the machine's
    memory (``RLIMIT_AS``), so that it fails cleanly instead of inviting the OOM killer:
    ``get_fdata()`` and ``np.asarray(img.dataobj)``.
@@ -243,6 +247,10 @@ def run_child(argv: list[str], limit_as: int | None = None) -> ChildResult:
         sampler.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C, SIGTERM: the child goes too
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
         finally:
             stop.set()
             _running.remove(proc)
@@ -263,9 +271,12 @@ def python_child(code: str, limit_as: int | None = None) -> ChildResult:
     return run_child([sys.executable, "-c", code], limit_as)
 
 
+# dask.array is imported before the clock starts (lazyimg imports it on first use: ~2 s on a
+# busy machine, which is not reading)
 MEAN = """
 import json, time
 import numpy as np
+import dask.array
 import lazyimg
 t0 = time.perf_counter()
 img = lazyimg.load({src!r})
@@ -278,10 +289,11 @@ print(json.dumps({{"seconds": seconds, "err": err, "chunks": img.data.numblocks[
 ZSCORE = """
 import json, time
 import dask
+import dask.array
 import numpy as np
 import lazyimg
 t0 = time.perf_counter()
-img = lazyimg.load({src!r})
+img = lazyimg.load({src!r}, dtype="float32")  # float32 chunks: half the memory of float64
 x = img.data[..., :{volumes}]
 mean, std = dask.compute(x.mean(-1), x.std(-1))
 t1 = time.perf_counter()
