@@ -150,3 +150,12 @@ def test_no_sharing_when_indexes_are_not_saved(
     got = img.data.mean(axis=-1).compute(scheduler="threads")
     np.testing.assert_allclose(got, nib_array(bold).mean(axis=-1), rtol=1e-12)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.lock"))
+
+
+def test_spill_file_is_removed_at_exit(bold: Path) -> None:
+    """A process that ends within SPILL_KEEP of its pass leaves no spill file behind."""
+    code = "import sys, lazyimg; lazyimg.load(sys.argv[1]).data.sum().compute()"
+    subprocess.run([sys.executable, "-c", code, str(bold)], check=True, env=dict(os.environ))
+    folder = handoff.paths(FileId.of(bold))[1]
+    assert list(folder.glob("*.lock"))  # it led a shared pass
+    assert not list(folder.glob("*.spill"))

@@ -18,6 +18,7 @@ ends; reads after that use the saved index.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -135,9 +136,11 @@ class Spill:
         self.lock, self.folder = lock, lock.path.parent
         self.path = spill_path(lock.path)
         self.fd = -1
+        _remove_stale(self.folder)
         with contextlib.suppress(OSError):
             if shutil.disk_usage(self.folder).free > 2 * size + 2**30:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                _spills.add(self)
         self.to = 0  # bytes [0, to) are in the file
 
     def write(self, at: int, data: Any) -> None:
@@ -170,6 +173,36 @@ class Spill:
 
     def close(self) -> None:
         self._drop()
+        _spills.discard(self)
+
+
+#: Spill files this process made and has not deleted yet: deleted at exit (a forked child
+#: leaves its parent's alone).
+_spills: set[Spill] = set()
+
+
+def _close_spills() -> None:
+    for spill in list(_spills):
+        spill.close()
+
+
+atexit.register(_close_spills)
+os.register_at_fork(after_in_child=_spills.clear)
+
+
+def _remove_stale(folder: Path) -> None:
+    """Delete spill files of leaders that died (their lock is free) over SPILL_KEEP ago."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if not entry.name.endswith(".spill"):
+                continue
+            if time.time() - entry.stat().st_mtime < SPILL_KEEP:
+                continue
+            lock = Lock(folder / (entry.name[: -len(".spill")] + ".lock"))
+            if lock.acquire():
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                lock.release()
 
 
 def asked(lock: Lock) -> bool:
