@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing.util
 import os
 import shutil
 import threading
@@ -187,6 +188,8 @@ def _close_spills() -> None:
 
 
 atexit.register(_close_spills)
+# dask's worker processes end through multiprocessing, which skips atexit but runs these
+multiprocessing.util.Finalize(None, _close_spills, exitpriority=0)
 os.register_at_fork(after_in_child=_spills.clear)
 
 
