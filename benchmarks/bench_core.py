@@ -158,7 +158,8 @@ def index_candidates(
         Candidate("lazyimg slicecopy", lazy, f"out = img.slicecopy{sel}\n{done}", "lazyimg"),
         Candidate(
             "lazyimg data.compute",
-            WARM_DASK + lazy,
+            # load defers the graph to the first .data: build it in the setup, as load once did
+            WARM_DASK + lazy + "img.data\n",
             f"out = img.data{sel}.compute()\n{done}",
             "lazyimg",
         ),
@@ -457,14 +458,19 @@ def graph_section(
     global current
     current = "graph"
 
-    print(f"  graph: lazyimg.load of {BIG_SHAPE} x {repeat} (fresh processes)", flush=True)
+    print(
+        f"  graph: lazyimg.load(...).data of {BIG_SHAPE} x {repeat} (fresh processes)", flush=True
+    )
+    # lazyimg's modules are imported lazily: import them in the setup, so the measured part is
+    # reading the header and building the graph (load defers the graph to the first .data)
     setup = (
-        f"import lazyimg\nimport lazyimg._io.files\nimport nibabel as nib\nf = {str(sparse)!r}\n"
+        "import lazyimg\nimport lazyimg._io.files\nimport lazyimg.image\nimport lazyimg._graph\n"
+        f"import nibabel as nib\nf = {str(sparse)!r}\n"
     )
     nib_setup = setup
     setup = patch + setup
     # result: bytes lazyimg itself read from voxel data (its own counter)
-    code = "img = lazyimg.load(f)\nresult = lazyimg._io.files.bytes_read\n"
+    code = "img = lazyimg.load(f)\nimg.data\nresult = lazyimg._io.files.bytes_read\n"
     fresh = Measurement()
     nib_load = Measurement()
     for _ in range(repeat):  # interleaved
@@ -484,8 +490,8 @@ def graph_section(
             voxels,
         ]
         for name, x, voxels in (
-            ("lazyimg.load, fresh process", fresh, f"{fresh.checksum:.0f} B"),
-            ("lazyimg.load, again", again, f"{again.checksum:.0f} B"),
+            ("lazyimg.load + .data, fresh process", fresh, f"{fresh.checksum:.0f} B"),
+            ("lazyimg.load + .data, again", again, f"{again.checksum:.0f} B"),
             ("nib.load (header only), fresh", nib_load, "-"),
         )
     ]

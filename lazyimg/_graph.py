@@ -93,20 +93,35 @@ def threaded_default(kwargs: dict[str, Any]) -> dict[str, Any]:
     With no scheduler chosen, dask imports ``distributed`` (~0.3-0.5 s) to look
     for a Client, and finding none uses the collection's default, the threaded
     scheduler for arrays and Delayed. No Client can exist before ``distributed``
-    is imported, so then the threaded scheduler is named directly (as a
-    callable, which dask runs without looking for a Client). Any Client, any
+    is imported; once it is, ``distributed.get_client()`` is dask's own test. When
+    neither finds a Client, the threaded scheduler is named directly (as a
+    callable, which dask runs without looking again). Any Client, any
     ``scheduler=`` and any configured scheduler get `kwargs` back unchanged.
     """
     if (
         "scheduler" not in kwargs
-        and "distributed" not in sys.modules
         and dask.config.get("scheduler", None) is None
         and dask.config.get("get", None) is None
+        and _no_client()
     ):
         from dask.threaded import get
 
         return {**kwargs, "scheduler": get}
     return kwargs
+
+
+def _no_client() -> bool:
+    """Whether dask, asked now, would find no ``distributed`` Client (as ``get_scheduler`` asks)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # not imported (or blocked): no Client can exist
+        return True
+    try:
+        distributed.get_client()
+    except ValueError:  # dask's own sign of "no Client": it then uses the collection's default
+        return True
+    except Exception:  # anything else: leave the choice to dask
+        return False
+    return False
 
 
 def _assemble_fresh(results: Any) -> np.ndarray:

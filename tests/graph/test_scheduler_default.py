@@ -35,6 +35,13 @@ def test_nothing_global_changes(tmp_path: Path) -> None:
     assert get_scheduler(collections=[db.from_sequence([1])]) is dask.multiprocessing.get
 
 
+def test_no_client_with_distributed_imported_is_still_threads() -> None:
+    """distributed imported, no Client: dask would use threads, and so does lazyimg, directly."""
+    import dask.threaded
+
+    assert threaded_default({}) == {"scheduler": dask.threaded.get}
+
+
 def test_a_configured_scheduler_or_argument_wins() -> None:
     assert "scheduler" not in dask.config.config or dask.config.get("scheduler") is None
     assert threaded_default({"scheduler": "sync"}) == {"scheduler": "sync"}
@@ -63,6 +70,7 @@ def test_a_client_still_receives_lazyimg_computes(
         set_as_default=default,
     ) as client:
         with client.as_current(), get_task_stream(client) as stream:
+            assert threaded_default({}) == {}
             one = img.data[..., 2].compute()  # one chunk: read inline only without a Client
             several = img.data.compute()
             lazyimg.save(img.data.astype("float32"), tmp_path / "o.nii", affine=img.affine)
