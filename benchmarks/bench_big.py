@@ -1,9 +1,10 @@
 """Bigger than memory: a temporal mean and a z-score of a 26 GiB 4D image on a 24 GiB machine.
 
 Opt-in: it writes about 53 GiB and takes about 10 minutes on a quiet project machine, about
-18 on a busy one (writing the input ~1.5 min, each cold pass over it ~30-40 s). Hold the benchmark lock the whole time::
+18 on a busy one (writing the input ~1.5 min, each cold pass over it ~30-40 s). Run it with
+nothing else timing or testing on the machine::
 
-    flock /tmp/lazyimg-bench.lock python benchmarks/bench_big.py --yes
+    python benchmarks/bench_big.py --yes
 
 Without ``--yes`` it only says what it would write and whether the disk has room. Steps:
 
