@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from lazyimg._io.read import scale_into
+from lazyimg._io.read import read, scale_into
+from lazyimg._plan.index import compose, selection_shape
 
 #: Bytes of input read per step.
 SLAB_BYTES = 8 << 20
@@ -53,31 +54,90 @@ def stream_reduce(
     n = img.shape[slow]
     per = max(1, SLAB_BYTES // max(1, img.nbytes // max(n, 1)))
     starts = range(0, n, per)
+    stored = _stored_source(img, op)
+    scaling = _linear_scaling(stored) if stored is not None else (1.0, 0.0)
+    reuse: list[np.ndarray | None] = [None, None]  # stored values: two slabs, in turn
 
-    def slab(start: int) -> np.ndarray:
+    def slab(i: int) -> np.ndarray:
         index = [slice(None)] * img.ndim
-        index[slow] = slice(start, min(n, start + per))
-        x = img.slicecopy[tuple(index)] if whole is None else _from_bytes(img, whole, index)
+        index[slow] = slice(starts[i], min(n, starts[i] + per))
+        if stored is None:
+            x = img.slicecopy[tuple(index)] if whole is None else _from_bytes(img, whole, index)
+        else:
+            x = _stored_slab(img, stored, index, whole, reuse, i % 2)
         return x.T if flip else x
 
     acc: Any = None
     parts = []
     with ThreadPoolExecutor(1, thread_name_prefix="lazyimg-reduce") as pool:
-        pending = pool.submit(slab, starts[0])
+        pending = pool.submit(slab, 0)
         for i, start in enumerate(starts):
             x = pending.result()
             if i + 1 < len(starts):
-                pending = pool.submit(slab, starts[i + 1])
+                pending = pool.submit(slab, i + 1)
             if axis == 0:  # along the slow axis: one running state over all slabs
                 acc = _accumulate(op, x, axis, acc)
             else:  # each slab reduces by itself; the results line up along the slow axis
-                parts.append(_finish(op, _accumulate(op, x, axis, None)))
+                parts.append(_finish(op, _accumulate(op, x, axis, None), scaling))
             if progress and n > per:
                 print(f"\rreduce: {min(n, start + per)}/{n}", end="", file=sys.stderr)
     if progress and n > per:
         print(file=sys.stderr)
-    out = _finish(op, acc) if axis == 0 else np.concatenate(parts, axis=0)
+    out = _finish(op, acc, scaling) if axis == 0 else np.concatenate(parts, axis=0)
     return out.T if flip else out
+
+
+def _stored_source(img: Any, op: str) -> Any:
+    """The Source whose stored values mean, std and tSNR sum, scaling only the result; or None.
+
+    ``raw * slope + inter`` is linear, so the sums need no scaled copy of the
+    data: slabs of stored values are read into two buffers used in turn (no new
+    memory per slab, no scaling pass), and the result is scaled once. Only for
+    files read by lazyimg itself with one slope and intercept for the whole image.
+    """
+    task = getattr(img, "_task", None)
+    if op not in ("mean", "std", "tsnr") or task is None or task.source.kind != "raw":
+        return None
+    if task.source.stored.kind not in "biuf":
+        return None
+    sc = task.source.scaling
+    if sc.per_last is not None or any(
+        v is not None and np.size(v) != 1 for v in (sc.slope, sc.inter)
+    ):
+        return None
+    return task.source
+
+
+def _linear_scaling(source: Any) -> tuple[float, float]:
+    """(slope, intercept) of `source`'s read scaling, as float64."""
+    sc = source.scaling
+    slope = 1.0 if sc.slope is None else float(np.asarray(sc.slope).reshape(()))
+    inter = 0.0 if sc.inter is None else float(np.asarray(sc.inter).reshape(()))
+    return slope, inter
+
+
+def _stored_slab(
+    img: Any,
+    source: Any,
+    index: list[slice],
+    whole: np.ndarray | None,
+    reuse: list[np.ndarray | None],
+    turn: int,
+) -> np.ndarray:
+    """Stored values of slab `index`: a view of `whole`, or read into buffer `reuse[turn]`."""
+    if whole is not None:
+        count = math.prod(source.shape) * source.stored.itemsize
+        stored = whole[source.offset : source.offset + count]
+        if stored.size == count:
+            return stored.view(source.stored).reshape(source.shape, order=source.order)[
+                tuple(index)
+            ]
+    sel = compose(img._sel, tuple(index))
+    shape = selection_shape(sel)
+    buf = reuse[turn]
+    if buf is None or buf.shape != shape:
+        buf = reuse[turn] = np.empty(shape, source.stored, order=source.order)
+    return read(source, sel, raw=True, out=buf)
 
 
 def _from_bytes(img: Any, whole: np.ndarray, index: list[slice]) -> np.ndarray:
@@ -94,9 +154,12 @@ def _from_bytes(img: Any, whole: np.ndarray, index: list[slice]) -> np.ndarray:
 
 
 def _accumulate(op: str, x: np.ndarray, ax: int, acc: Any) -> Any:
-    """Running state of `op` over axis `ax`: extremes, or (count, shift, sum, sum of squares).
+    """Running state of `op` over axis `ax`: extremes, or [count, shift, sum, sum of squares, scratch].
 
-    A mean needs no shift (a float64 sum of the values is as exact) and no squares.
+    A mean needs no shift (a float64 sum of the values is as exact) and no
+    squares. The differences from the shift and their squares are taken in
+    float32 for integers of up to 16 bits (exact, and far from overflow), else in
+    float64, in a scratch array kept from slab to slab.
     """
     if op in ("min", "max"):
         part = getattr(x, op)(axis=ax, keepdims=True)
@@ -104,26 +167,36 @@ def _accumulate(op: str, x: np.ndarray, ax: int, acc: Any) -> Any:
     if acc is None:
         shift = np.take(x, [0], axis=ax) if op != "mean" else np.zeros((), x.dtype)
         zeros = np.zeros(np.take(x, [0], axis=ax).shape, np.float64)
-        acc = [0, shift, zeros, zeros.copy()]
-    d = x if op == "mean" else np.subtract(x, acc[1], out=x)  # in the input's dtype
+        acc = [0, shift, zeros, zeros.copy(), None]
     acc[0] += x.shape[ax]
+    if op == "mean":
+        acc[2] += x.sum(axis=ax, keepdims=True, dtype=np.float64)
+        return acc
+    small = x.dtype.kind in "biu" and x.dtype.itemsize <= 2  # exact in float32, squares too
+    kind = np.dtype(np.float32 if small else np.float64)
+    if acc[4] is None or acc[4].size < x.size or acc[4].dtype != kind:
+        acc[4] = np.empty(x.size, kind)
+    d = acc[4][: x.size].reshape(x.shape)
+    np.subtract(x, acc[1], out=d, dtype=kind, casting="unsafe")
     acc[2] += d.sum(axis=ax, keepdims=True, dtype=np.float64)
-    if op != "mean":
-        acc[3] += np.square(d, out=d).sum(axis=ax, keepdims=True, dtype=np.float64)
+    acc[3] += np.square(d, out=d).sum(axis=ax, keepdims=True, dtype=np.float64)
     return acc
 
 
-def _finish(op: str, acc: Any) -> np.ndarray:
+def _finish(op: str, acc: Any, scaling: tuple[float, float] = (1.0, 0.0)) -> np.ndarray:
+    """The result of running state `acc`, its values scaled by (slope, intercept) `scaling`."""
+    slope, inter = scaling
     if op in ("min", "max"):
         return np.asarray(acc)
-    count, shift, s1, s2 = acc
+    count, shift, s1, s2 = acc[:4]
     mean = s1 / count
+    centre = (mean + shift) * slope + inter if scaling != (1.0, 0.0) else mean + shift
     if op == "mean":
-        return (mean + shift).astype(np.float32)
-    std = np.sqrt(np.maximum(s2 / count - mean * mean, 0))
+        return centre.astype(np.float32)
+    std = np.sqrt(np.maximum(s2 / count - mean * mean, 0)) * abs(slope)
     if op == "std":
         return std.astype(np.float32)
-    tsnr = np.divide(mean + shift, std, out=np.zeros_like(std), where=std > 0)
+    tsnr = np.divide(centre, std, out=np.zeros_like(std), where=std > 0)
     return tsnr.astype(np.float32)
 
 

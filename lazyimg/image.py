@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import nibabel as nib
 import numpy as np
 
-from lazyimg._display import html_repr, plain_repr, plot_slices, plot_timeseries
 from lazyimg._io.axes import dim_axes, selection_affine, slicer_index
 from lazyimg._io.formats import (
     Source,
@@ -37,7 +36,6 @@ from lazyimg._io.formats import (
 )
 from lazyimg._io.read import ReadTask, ViewProxy, numpy_result, portable_image, read
 from lazyimg._io.remote import RemotePath, is_url
-from lazyimg._io.remote_open import open_remote
 from lazyimg._plan.chunks import Chunks, named_chunks, parse_chunks, view_read_chunks
 from lazyimg._plan.dtypes import parse_dtype
 from lazyimg._plan.index import Selection, compose, full_selection, normalize_index, selection_shape
@@ -181,14 +179,20 @@ class LazyImage:
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def _repr_html_(self) -> str:
+        from lazyimg._display import html_repr
+
         return html_repr(self)
 
     def plot_slices(self, point: tuple[int, int, int] | None = None, **kwargs: Any) -> Any:
         """Sagittal, coronal, axial views through voxel `point` in world orientation, reading only them (see :func:`lazyimg._display.plot_slices`)."""
+        from lazyimg._display import plot_slices
+
         return plot_slices(self, point, **kwargs)
 
     def plot_timeseries(self, voxel: tuple[Any, Any, Any], **kwargs: Any) -> Any:
         """The time series of voxel (i, j, k) or a box of slices, reading only it (see :func:`lazyimg._display.plot_timeseries`)."""
+        from lazyimg._display import plot_timeseries
+
         return plot_timeseries(self, voxel, **kwargs)
 
     def to_xarray(self) -> Any:
@@ -229,6 +233,8 @@ class LazyImage:
         return state
 
     def __repr__(self) -> str:
+        from lazyimg._display import plain_repr
+
         return plain_repr(self)
 
 
@@ -298,6 +304,8 @@ def load(
         source = source.nibabel_image
     remote = None  # a URL: see lazyimg._io.remote_open
     if is_url(source):
+        from lazyimg._io.remote_open import open_remote  # http, TLS and fsspec only for URLs
+
         (nib_img, remote), source = open_remote(source, storage_options), RemotePath(source)
     elif isinstance(source, (str, os.PathLike)):
         nib_img = open_nibabel(source)

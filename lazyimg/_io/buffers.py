@@ -25,6 +25,7 @@ a file bigger than memory the kernel reclaims such pages at once.)
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import mmap
 import threading
@@ -77,7 +78,24 @@ def _take(nbytes: int) -> mmap.mmap:
         fits = [i for i, (m, _) in enumerate(_idle) if nbytes <= len(m) <= 2 * nbytes]
         if fits:
             return _idle.pop(min(fits, key=lambda i: len(_idle[i][0])))[0]
-    return mmap.mmap(-1, nbytes)
+    return _new_map(nbytes)
+
+
+def _new_map(nbytes: int) -> mmap.mmap:
+    """A private anonymous map that the kernel may back with huge pages.
+
+    ``mmap.mmap(-1, n)`` alone is a *shared* anonymous map (shared memory
+    pages, never huge): first touches of 354 MB took 0.53 s on the project
+    machine, against 0.07 s for a private map advised ``MADV_HUGEPAGE`` (what
+    numpy asks for its own large arrays).
+    """
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    mm = mmap.mmap(-1, nbytes, flags=flags) if flags else mmap.mmap(-1, nbytes)
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        with contextlib.suppress(OSError):  # no transparent huge pages: small ones then
+            mm.madvise(advice)
+    return mm
 
 
 def _give_back(mm: mmap.mmap) -> None:

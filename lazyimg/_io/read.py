@@ -68,9 +68,13 @@ class Block:
 
 
 def read(
-    source: Source, sel: Selection, dtype: np.dtype[Any] | None = None, raw: bool = False
+    source: Source,
+    sel: Selection,
+    dtype: np.dtype[Any] | None = None,
+    raw: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Read selection `sel` of `source` as a new array.
+    """Read selection `sel` of `source` as a new array, or into `out`.
 
     Parameters
     ----------
@@ -82,15 +86,30 @@ def read(
         Cast the (scaled) values to this dtype; default: the scaled dtype.
     raw : bool
         Return stored values without scaling.
+    out : numpy.ndarray, optional
+        Where to put the values instead (a streaming pass reuses its buffers): of
+        the selection's shape and the result's dtype, contiguous in the source's
+        order on disk.
     """
     out_dtype = np.dtype(dtype) if dtype is not None else (source.stored if raw else source.scaled)
     out_shape = selection_shape(sel)
+    order = "C" if source.order == "C" else "F"
+    if out is not None and (
+        out.shape != out_shape
+        or out.dtype != out_dtype
+        or not (out.flags.c_contiguous if order == "C" else out.flags.f_contiguous)
+        or not out.flags.writeable
+    ):
+        raise ValueError(
+            f"out: {out.shape} {out.dtype} array given, a writeable {order}-contiguous "
+            f"{out_shape} {out_dtype} array needed"
+        )
     if 0 in out_shape:
-        return np.empty(out_shape, out_dtype)
+        return np.empty(out_shape, out_dtype) if out is None else out
     for fid in source.files:
         if not is_remote(fid):  # a remote object is checked once, after its reads
             _files.check_identity(fid)
-    final = buffers.empty(out_shape, out_dtype, order="C" if source.order == "C" else "F")
+    final = buffers.empty(out_shape, out_dtype, order=order) if out is None else out
     # `core` views `final` with one axis per source axis (integer items as length 1)
     core = final[
         tuple(

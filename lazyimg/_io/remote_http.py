@@ -24,7 +24,6 @@ the exception it raised), so the caller checks lengths and retries as for
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import os
 import ssl
@@ -220,6 +219,8 @@ async def _get_all(
         _aget_into(fs, session, url, kw, headers, start, end, target)
         for (start, end), target in zip(ranges, targets, strict=True)
     ]
+    import asyncio
+
     return list(await asyncio.gather(*coros, return_exceptions=True))
 
 

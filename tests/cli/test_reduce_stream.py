@@ -149,3 +149,40 @@ def test_output_that_is_not_nifti_is_refused_before_reading(
     assert code == 2 and counted.bytes == 0
     assert "name the output .nii or .nii.gz" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [image]
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "int32", "uint8", "float32", "float64"])
+@pytest.mark.parametrize("op", ["mean", "std", "tsnr"])
+def test_stored_values_summed_then_scaled_at_full_range(
+    tmp_path: Path, dtype: str, op: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sums of stored values (scaled once at the end) neither overflow nor lose the sign of a slope."""
+    monkeypatch.setattr(red, "SLAB_BYTES", 4 * 3 * 2 * np.dtype(dtype).itemsize * 3)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.finfo(np.float32)
+    rng = np.random.default_rng(3)
+    data = rng.uniform(-1, 1, (4, 3, 2, 10)) * float(info.max) / 2 + float(info.max) / 2
+    data[0, 0, 0] = [info.max, info.min] * 5  # the widest differences from the first value
+    data = np.clip(data, info.min, info.max).astype(dtype)
+    img = nib.Nifti1Image(data, np.eye(4))
+    if np.dtype(dtype).kind in "iu":
+        img.header.set_slope_inter(-0.5, 7.0)
+    path, out = tmp_path / "x.nii", tmp_path / "out.nii"
+    nib.save(img, path)
+    reduce_file(str(path), op, "time", str(out), progress=False)
+    want = _expected(nib.load(path).get_fdata(), op, 3)
+    np.testing.assert_allclose(nib.load(out).get_fdata(), want, rtol=2e-6, atol=1e-6)
+
+
+def test_read_into_a_buffer_checks_it(tmp_path: Path) -> None:
+    from lazyimg._io.read import read
+    from lazyimg._plan.index import full_selection
+
+    path = tmp_path / "x.nii"
+    nib.save(nib.Nifti1Image(np.arange(24, dtype="int16").reshape(2, 3, 4), np.eye(4)), path)
+    source = lazyimg.load(path).source
+    buf = np.empty((2, 3, 4), "int16", order="F")
+    assert read(source, full_selection((2, 3, 4)), raw=True, out=buf) is buf
+    assert buf.tolist() == np.arange(24).reshape(2, 3, 4).tolist()
+    for wrong in (np.empty((2, 3, 4), "int16"), np.empty((2, 3, 4), "int32", order="F")):
+        with pytest.raises(ValueError, match="out:"):
+            read(source, full_selection((2, 3, 4)), raw=True, out=wrong)
