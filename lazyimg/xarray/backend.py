@@ -136,6 +136,35 @@ class PreferredChunks(dict[str, Any]):
         return (type(self), (dict(self), tuple(self.free)))
 
 
+#: Coordinates already built, by their dims, values and attrs (see :func:`shared_coords`).
+_COORDS: dict[tuple[Any, ...], xr.Coordinates] = {}
+#: Distinct coordinate sets kept; a study has a handful of grids (anatomical, bold, ...).
+_COORDS_KEPT = 64
+
+
+def shared_coords(coords: dict[str, tuple[np.ndarray, dict[str, Any]]]) -> xr.Coordinates:
+    """Coordinates with these values and attrs, their indexes shared with earlier files on the same grid.
+
+    Each call gives its own coordinate variables (attrs and encoding are
+    copies, so changing one dataset's changes no other), but files on the
+    same grid share the immutable pandas indexes and the read-only arrays
+    behind them. xarray then sees at once that 1,000 such files agree: its
+    alignment and ``open_mfdataset``'s comparison of coordinates test identity
+    before values, and no pandas index is built per file.
+    """
+    key = tuple(
+        (dim, values.dtype.str, values.shape, values.tobytes(), repr(sorted(attrs.items())))
+        for dim, (values, attrs) in coords.items()
+    )
+    made = _COORDS.get(key)
+    if made is None:
+        if len(_COORDS) >= _COORDS_KEPT:
+            _COORDS.clear()
+        made = xr.Coordinates({d: xr.Variable(d, v, a) for d, (v, a) in coords.items()})
+        _COORDS[key] = made
+    return made.copy()
+
+
 def _nothing_to_close() -> None:
     return None
 
@@ -221,8 +250,7 @@ class LazyImgBackendEntrypoint(BackendEntrypoint):
             attrs=lay.attrs,
             encoding={"preferred_chunks": preferred, "dtype": array.dtype},
         )
-        coords = {d: xr.Variable(d, values, attrs) for d, (values, attrs) in lay.coords.items()}
-        ds = xr.Dataset({VARIABLE_NAME: variable}, coords=coords)
+        ds = xr.Dataset({VARIABLE_NAME: variable}, coords=shared_coords(lay.coords))
         if drop_variables is not None:
             ds = ds.drop_vars(drop_variables, errors="ignore")
         # nothing to close: the dataset holds no handle, and the per-process file

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from conftest import assert_same, nib_array, sample
 
 import lazyimg
+from lazyimg._io.identity import SINGLE_FILE_SUFFIXES, files_of
 from lazyimg.testing import make_image
 
 
@@ -54,3 +56,22 @@ def test_identity_has_inode_and_ctime(tmp_path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same times, new ctime
     assert FileId.of(path) != fid
     assert any("status-change" in c for c in fid.changes(os.stat(path)))
+
+
+@pytest.mark.parametrize("suffix", [*SINGLE_FILE_SUFFIXES, ".NII.GZ", ".Mgz"])
+def test_single_file_suffixes_have_no_companion_in_any_nibabel_class(tmp_path: Path, suffix: str):
+    # files_of skips asking nibabel's classes for these names: every class must agree
+    name = str(tmp_path / f"a{suffix}")
+    for klass in nib.imageclasses.all_image_classes:
+        try:
+            file_map = klass.filespec_to_file_map(name)
+        except Exception:
+            continue
+        assert {h.filename for h in file_map.values()} == {name}, klass
+    assert files_of(Path(name)) == [name]
+
+
+def test_files_of_still_finds_companions(tmp_path: Path):
+    hdr = tmp_path / "a.hdr"
+    nib.save(nib.AnalyzeImage(np.zeros((2, 3, 4), "int16"), np.eye(4)), hdr)
+    assert sorted(files_of(hdr)) == sorted([str(hdr), str(tmp_path / "a.img")])
