@@ -14,6 +14,10 @@ dataset has one variable, ``"image"``, labelled as :mod:`lazyimg.xarray` says.
   stored chunks" warning (see :class:`PreferredChunks`); splitting a faster
   axis (``{"i": 10}``) still warns, since each chunk then needs many reads.
 
+Files on one grid (same coordinate values and attrs) share their
+coordinates' pandas indexes (:func:`shared_coords`): ``xr.open_mfdataset``
+over 1,000 of them then builds no index per file and aligns them by identity.
+
 The array holds a :class:`~lazyimg._io.formats.Source` -- paths and file
 identities, never an open handle -- so datasets pickle and travel to dask
 workers; the per-process cache in :mod:`lazyimg._io.files` reopens files there.
