@@ -105,6 +105,8 @@ def _stored_source(img: Any, op: str) -> Any:
         v is not None and np.size(v) != 1 for v in (sc.slope, sc.inter)
     ):
         return None
+    if not all(math.isfinite(v) for v in _linear_scaling(task.source)):
+        return None  # left to the scaled path, which does what nibabel's reads do
     return task.source
 
 

@@ -186,3 +186,17 @@ def test_read_into_a_buffer_checks_it(tmp_path: Path) -> None:
     for wrong in (np.empty((2, 3, 4), "int16"), np.empty((2, 3, 4), "int32", order="F")):
         with pytest.raises(ValueError, match="out:"):
             read(source, full_selection((2, 3, 4)), raw=True, out=wrong)
+
+
+@pytest.mark.parametrize("slope", [np.inf, np.nan, 0.0, 1e30, -3.5])
+@pytest.mark.parametrize("op", ["mean", "std", "tsnr"])
+def test_header_scale_factors_as_nibabel_reads_them(tmp_path: Path, slope: float, op: str) -> None:
+    """scl_slope of inf, NaN or 0 means no scaling to nibabel; huge and negative ones scale."""
+    data = np.array([1, -2, 3, -4, 30000, -32768], "int16").reshape(1, 2, 1, 3)
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.header["scl_slope"], img.header["scl_inter"] = slope, 0.5
+    path, out = tmp_path / "x.nii", tmp_path / "out.nii"
+    nib.save(img, path)
+    reduce_file(str(path), op, "time", str(out), progress=False)
+    want = _expected(nib.load(path).get_fdata(), op, 3)
+    np.testing.assert_allclose(nib.load(out).get_fdata(), want, rtol=2e-6)
