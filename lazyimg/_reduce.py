@@ -127,13 +127,9 @@ def _stored_slab(
     turn: int,
 ) -> np.ndarray:
     """Stored values of slab `index`: a view of `whole`, or read into buffer `reuse[turn]`."""
-    if whole is not None:
-        count = math.prod(source.shape) * source.stored.itemsize
-        stored = whole[source.offset : source.offset + count]
-        if stored.size == count:
-            return stored.view(source.stored).reshape(source.shape, order=source.order)[
-                tuple(index)
-            ]
+    block = _bytes_view(source, whole, index) if whole is not None else None
+    if block is not None:
+        return block
     sel = compose(img._sel, tuple(index))
     shape = selection_shape(sel)
     buf = reuse[turn]
@@ -142,14 +138,21 @@ def _stored_slab(
     return read(source, sel, raw=True, out=buf)
 
 
+def _bytes_view(source: Any, whole: np.ndarray, index: list[slice]) -> np.ndarray | None:
+    """Stored values of slab `index`, viewed in the uncompressed file bytes `whole`; None if short."""
+    count = math.prod(source.shape) * source.stored.itemsize
+    stored = whole[source.offset : source.offset + count]
+    if stored.size < count:
+        return None  # short: the reader reports the damage
+    return stored.view(source.stored).reshape(source.shape, order=source.order)[tuple(index)]
+
+
 def _from_bytes(img: Any, whole: np.ndarray, index: list[slice]) -> np.ndarray:
-    """Slab `index` of `img`'s array from the uncompressed file bytes `whole`."""
+    """Slab `index` of `img`'s array from the uncompressed file bytes `whole`, scaled."""
     source = img.source
-    count = math.prod(source.shape)
-    stored = whole[source.offset : source.offset + count * source.stored.itemsize]
-    if stored.size < count * source.stored.itemsize:
-        return img.slicecopy[tuple(index)]  # short: the reader reports the damage
-    block = stored.view(source.stored).reshape(source.shape, order=source.order)[tuple(index)]
+    block = _bytes_view(source, whole, index)
+    if block is None:
+        return img.slicecopy[tuple(index)]
     out = np.empty(block.shape, img.dtype, order=source.order)
     scale_into(out, block, source, img.is_raw)
     return out
@@ -192,7 +195,7 @@ def _finish(op: str, acc: Any, scaling: tuple[float, float] = (1.0, 0.0)) -> np.
         return np.asarray(acc)
     count, shift, s1, s2 = acc[:4]
     mean = s1 / count
-    centre = (mean + shift) * slope + inter if scaling != (1.0, 0.0) else mean + shift
+    centre = (mean + shift) * slope + inter
     if op == "mean":
         return centre.astype(np.float32)
     std = np.sqrt(np.maximum(s2 / count - mean * mean, 0)) * abs(slope)
